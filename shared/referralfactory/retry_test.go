@@ -3,10 +3,13 @@ package referralfactory
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -292,4 +295,37 @@ func TestRateLimitedCounter(t *testing.T) {
 	if st := c.Stats(); st.RateLimited != 2 || st.Requests != 3 {
 		t.Errorf("stats = %+v", st)
 	}
+}
+
+func TestRetryLogsNeverCarryTheToken(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	f, _ := script(t, func(w http.ResponseWriter) {
+		writeJSON(w, 503, `{"message":"upstream said Bearer `+testToken+`"}`)
+	}, status(200))
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{mu: &mu, w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := newClient(t, f.URL+"/api/v2", WithLogger(logger))
+	if _, err := c.GetUser(context.Background(), "abc"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if !strings.Contains(out, "retrying") {
+		t.Fatalf("no retry logged: %q", out)
+	}
+	if strings.Contains(out, testToken) {
+		t.Fatalf("token in logs: %s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
