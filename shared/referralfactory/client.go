@@ -46,8 +46,11 @@ type RetryPolicy struct {
 	MaxRetryAfter time.Duration
 }
 
-// DefaultRetryPolicy is used when no WithRetryPolicy option is given.
-var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 4, BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second, MaxRetryAfter: 60 * time.Second}
+// DefaultRetryPolicy is used when no WithRetryPolicy option is given: four attempts, backoff
+// bounds from 250 ms to 8 s, and Retry-After honoured up to a minute.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 4, BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second, MaxRetryAfter: 60 * time.Second}
+}
 
 // Stats counts what a client did since it was built.
 type Stats struct {
@@ -129,7 +132,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		token:          token,
 		hc:             &http.Client{},
 		limiter:        newRateLimiter(500),
-		retry:          DefaultRetryPolicy,
+		retry:          DefaultRetryPolicy(),
 		attemptTimeout: 10 * time.Second,
 		log:            slog.New(slog.DiscardHandler),
 		userAgent:      "refbridge",
@@ -218,6 +221,9 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		if !retry || attempt >= c.retry.MaxAttempts || ctx.Err() != nil {
 			return err
 		}
+		if wait > c.retry.MaxRetryAfter {
+			return err // a 429 or a 503 "maintenance" asking for longer: the caller decides
+		}
 		if wait == 0 {
 			wait = c.backoff(attempt)
 		}
@@ -244,11 +250,14 @@ func (c *Client) attempt(ctx context.Context, cl call, u *url.URL, payload []byt
 	actx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
 	defer cancel()
 
-	// wrote records whether the request reached the wire: before that, even a non-idempotent
-	// call is safe to retry; after it, a lost answer means nobody knows what happened.
+	// wrote records whether the request may have reached the server: before that, even a
+	// non-idempotent call is safe to retry; after it, a lost answer means nobody knows what
+	// happened. It is set as soon as a connection is in hand, not when the write completes:
+	// HTTP/2 sends the request before it reports the write, so a later hook could miss a
+	// request that did go out.
 	var wrote atomic.Bool
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { wrote.Store(true) },
 	})
 	var body io.Reader
 	if payload != nil {
@@ -270,7 +279,7 @@ func (c *Client) attempt(ctx context.Context, cl call, u *url.URL, payload []byt
 	if err != nil {
 		err = fmt.Errorf("%s %s: %w", cl.method, path, c.redactErr(err))
 		switch {
-		case ctx.Err() != nil && !wrote.Load():
+		case ctx.Err() != nil && !wrote.Load(), isCertificateError(err):
 			return false, 0, err
 		case !wrote.Load():
 			return true, 0, err
@@ -307,9 +316,6 @@ func (c *Client) attempt(ctx context.Context, cl call, u *url.URL, payload []byt
 	case resp.StatusCode == http.StatusTooManyRequests:
 		// The throttle answers before the request is handled, so even a create is safe to retry.
 		c.rateLimited.Add(1)
-		if apiErr.RetryAfter > c.retry.MaxRetryAfter {
-			return false, 0, apiErr
-		}
 		return true, apiErr.RetryAfter, apiErr
 	case resp.StatusCode >= 500 && cl.idempotent:
 		return true, apiErr.RetryAfter, apiErr

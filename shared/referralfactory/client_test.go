@@ -338,6 +338,7 @@ func TestDateAndNumber(t *testing.T) {
 	}
 	nums := []struct{ in, text, out string }{
 		{`"20"`, "20", `20`}, {`20.5`, "20.5", `20.5`}, {`null`, "", `null`}, {`"n/a"`, "n/a", `"n/a"`},
+		{`"NaN"`, "NaN", `"NaN"`}, {`"1_000"`, "1_000", `"1_000"`}, {`"-3e2"`, "-3e2", `-3e2`}, {`"Inf"`, "Inf", `"Inf"`},
 	}
 	for _, tt := range nums {
 		var n Number

@@ -2,6 +2,8 @@ package referralfactory
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -180,14 +182,16 @@ func IsValidation(err error) bool { return statusOf(err) == http.StatusUnprocess
 // IsOutcomeUnknown reports whether a state-changing call may have been applied.
 func IsOutcomeUnknown(err error) bool { return errors.Is(err, ErrOutcomeUnknown) }
 
-// IsRetryable reports whether err is transient: a network error or timeout, RF's 429 or 5xx,
-// or an unknown outcome (which must be reconciled before the call is made again). Callers that
-// answer a webhook map these to 503 so the sender retries.
+// IsRetryable reports whether err is a transient failure that a plain retry may fix: a network
+// error or timeout, RF's 429 or 5xx on a call that is safe to repeat. It is false for
+// ErrOutcomeUnknown (check IsOutcomeUnknown: the call may have been applied, so reconcile by
+// reading RF's state before calling again), for a canceled context, and for certificate errors.
+// Callers that answer a webhook map retryable and outcome-unknown failures alike to 503.
 func IsRetryable(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, context.Canceled) || isCertificateError(err) {
 		return false
 	}
-	if errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	if s := statusOf(err); s != 0 {
@@ -195,4 +199,13 @@ func IsRetryable(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne)
+}
+
+// isCertificateError reports a TLS verification failure: retrying cannot fix it.
+func isCertificateError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }

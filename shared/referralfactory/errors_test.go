@@ -2,8 +2,11 @@ package referralfactory
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +134,10 @@ func TestIsRetryableForNonAPIErrors(t *testing.T) {
 		{context.Canceled, false},
 		{context.DeadlineExceeded, true},
 		{ErrInvalidInput, false},
-		{errors.Join(ErrOutcomeUnknown, errors.New("reset")), true},
+		{errors.Join(ErrOutcomeUnknown, errors.New("reset")), false},
+		{&url.Error{Op: "Get", URL: "http://x", Err: context.Canceled}, false},
+		{&url.Error{Op: "Get", URL: "http://x", Err: x509.UnknownAuthorityError{}}, false},
+		{&url.Error{Op: "Get", URL: "http://x", Err: &net.OpError{Op: "read", Err: errors.New("connection reset")}}, true},
 	}
 	for _, tt := range tests {
 		if got := IsRetryable(tt.err); got != tt.want {

@@ -35,7 +35,9 @@ type page[T any] struct {
 	NextPageURL string `json:"next_page_url"`
 }
 
-// Pager walks a paginated list by following links.next until it is empty.
+// Pager walks a paginated list by following links.next until it is empty. RF pages by
+// offset, so changing the collection while walking it (issuing due rewards, say) shifts the
+// later pages: collect first, or start again from the first page.
 type Pager[T any] struct {
 	c      *Client
 	method string

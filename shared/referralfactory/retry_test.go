@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,10 @@ func TestRetries(t *testing.T) {
 			call: create, wantRequests: 2, wantErr: func(err error) bool { return err == nil }, wantSleeps: []time.Duration{time.Second}},
 		{name: "429 Retry-After beyond the cap is returned", steps: []func(http.ResponseWriter){status(429, "Retry-After", "3600")},
 			call: get, wantRequests: 1, wantErr: IsRateLimited, wantSleeps: []time.Duration{}},
+		{name: "503 Retry-After beyond the cap is returned", steps: []func(http.ResponseWriter){status(503, "Retry-After", "3600"), status(200)},
+			call: get, wantRequests: 1, wantErr: func(err error) bool { return statusOf(err) == 503 }, wantSleeps: []time.Duration{}},
+		{name: "503 Retry-After within the cap is honoured", steps: []func(http.ResponseWriter){status(503, "Retry-After", "2"), status(200)},
+			call: get, wantRequests: 2, wantErr: func(err error) bool { return err == nil }, wantSleeps: []time.Duration{2 * time.Second}},
 		{name: "gives up after MaxAttempts with the last error", steps: []func(http.ResponseWriter){status(500), status(502), status(503), status(504)},
 			call: get, wantRequests: 4, wantErr: func(err error) bool { return statusOf(err) == 504 }},
 		{name: "404 not retried", steps: []func(http.ResponseWriter){status(404)},
@@ -120,7 +125,7 @@ func TestRetries(t *testing.T) {
 				t.Errorf("sleeps = %v, want %v", got, tt.wantSleeps)
 			}
 			for _, d := range got {
-				if d <= 0 || d > DefaultRetryPolicy.MaxRetryAfter {
+				if d <= 0 || d > DefaultRetryPolicy().MaxRetryAfter {
 					t.Errorf("sleep %v out of bounds", d)
 				}
 			}
@@ -328,4 +333,28 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+func TestCertificateErrorsAreNotRetried(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, `{}`) }))
+	defer srv.Close()
+	var n atomic.Int32
+	c := newClient(t, srv.URL+"/api/v2", WithHTTPClient(&http.Client{Transport: countingTransport{&n, http.DefaultTransport}}))
+	_, err := c.GetUser(context.Background(), "abc")
+	if err == nil || IsRetryable(err) {
+		t.Fatalf("err = %v", err)
+	}
+	if n.Load() != 1 {
+		t.Errorf("attempts = %d, want 1", n.Load())
+	}
+}
+
+type countingTransport struct {
+	n    *atomic.Int32
+	next http.RoundTripper
+}
+
+func (ct countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ct.n.Add(1)
+	return ct.next.RoundTrip(r)
 }

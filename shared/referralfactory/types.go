@@ -136,8 +136,9 @@ func (n Number) MarshalJSON() ([]byte, error) {
 	if n == "" {
 		return []byte("null"), nil
 	}
-	if _, err := strconv.ParseFloat(string(n), 64); err == nil {
-		return []byte(n), nil
+	// json.Valid and not ParseFloat: ParseFloat accepts "NaN" and "1_000", which are not JSON.
+	if b := []byte(n); json.Valid(b) && (b[0] == '-' || b[0] >= '0' && b[0] <= '9') {
+		return b, nil
 	}
 	return json.Marshal(string(n))
 }
