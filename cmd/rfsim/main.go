@@ -49,12 +49,15 @@ func setup(args []string, stdout, stderr io.Writer) (*app, error) {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address (loopback by default: the control API has no auth)")
 	seedPath := fs.String("seed", "", "seed file (JSON), e.g. testdata/rfsim-demo-seed.json")
-	rate := fs.Int("rate", 0, "API calls per minute per token (default: the seed's, else 600)")
+	rate := fs.Int("rate", 0, "API calls per minute per token; 0 means the seed's, else 600 (the limit cannot be disabled here)")
 	token := fs.String("token", "", "API token (default: the seed's, else "+rfsim.DefaultToken+")")
 	rngSeed := fs.Int64("rng-seed", 1, "seed of the simulator's random generators (user codes, faults)")
 	quiet := fs.Bool("quiet", false, "do not log each call")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *rate < 0 {
+		return nil, fmt.Errorf("-rate must not be negative (0 means the seed's rate, else %d)", rfsim.DefaultRatePerMinute)
 	}
 
 	level := slog.LevelInfo

@@ -55,6 +55,7 @@ func TestSetupErrors(t *testing.T) {
 		{[]string{"-nope"}, "flag provided but not defined"},
 		{[]string{"-addr", "127.0.0.1:0", "-seed", "missing.json"}, "read seed"},
 		{[]string{"-addr", "256.0.0.1:99999"}, "listen"},
+		{[]string{"-addr", "127.0.0.1:0", "-rate", "-1"}, "-rate must not be negative"},
 	}
 	for _, tt := range tests {
 		_, err := setup(tt.args, io.Discard, io.Discard)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
@@ -213,4 +214,75 @@ func TestControlRouting(t *testing.T) {
 	}
 	// The control API needs no token; the API does.
 	wantStatus(t, s.DoRaw(t, "GET", s.HTTP.URL+"/_sim/state", nil, http.Header{}), 200)
+}
+
+// POST /_sim/reset clears everything the docs list: state, faults, rate-limit windows and IP
+// blocks, webhooks, deliveries (including those in flight), calls, counters and the clock shift.
+func TestControlResetClearsEverything(t *testing.T) {
+	const backoff = 300 * time.Millisecond
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := newSim(t, rfsim.WithRateClock(clk.Now), rfsim.WithRatePerMinute(2), rfsim.WithRateBlock(0, time.Hour),
+		rfsim.WithWebhookBackoff(backoff))
+	d := rfsimtest.DemoSeed(t)
+	d.RatePerMinute = 0 // keep the option's 2
+	s.MustSeed(t, d)
+
+	// Rate-limit state: a window used up, and the IP blocked after its first excess window.
+	wantStatus(t, s.Do(t, "GET", "/campaigns", nil), 200)
+	wantStatus(t, s.Do(t, "GET", "/campaigns", nil), 200)
+	wantStatus(t, s.Do(t, "GET", "/campaigns", nil), 429)
+	if r := s.Do(t, "GET", "/campaigns", nil); r.Status != 429 || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("not blocked: %d", r.Status)
+	}
+	if s.Server.Counters().IPBlocks != 1 {
+		t.Fatalf("counters %+v", s.Server.Counters())
+	}
+	// A fault, a webhook with a delivery in flight (its retry waiting), a shifted clock.
+	addFault(t, s, rfsim.Fault{Match: "GET /api/v2/campaigns", Status: 503})
+	rc := newReceiver(t, 500, 500, 500)
+	addWebhook(t, s, rfsim.Webhook{Event: "lead_created", URL: rc.URL})
+	s.Lead(t, 1, "aLiCeRef", "inflight@example.com")
+	waitFor(t, "the first attempt", func() bool { return len(s.Server.Deliveries()) == 1 })
+	s.Server.Advance(72 * time.Hour)
+
+	wantStatus(t, ctl(t, s, "POST", "/reset", nil), 200)
+	idleWithin(t, s, 250*time.Millisecond)
+
+	srv := s.Server
+	if len(srv.Users()) != 0 || len(srv.Campaigns()) != 0 || len(srv.DueRewards("amount")) != 0 {
+		t.Fatal("reset left domain state behind")
+	}
+	if len(srv.Calls()) != 0 {
+		t.Fatalf("calls %+v", srv.Calls())
+	}
+	if c := srv.Counters(); len(c.Requests) != 0 || len(c.RateLimited) != 0 || c.IPBlocks != 0 ||
+		c.Notifications != 0 || len(c.WebhookAttempts) != 0 || len(c.WebhookFailures) != 0 {
+		t.Fatalf("counters %+v", c)
+	}
+	if f := srv.Faults(); len(f) != 0 {
+		t.Fatalf("faults %+v", f)
+	}
+	if h := srv.Webhooks(); len(h) != 0 {
+		t.Fatalf("webhooks %+v", h)
+	}
+	if d := srv.Deliveries(); len(d) != 0 {
+		t.Fatalf("deliveries %+v", d)
+	}
+	if !srv.Now().Equal(fixedClock()) {
+		t.Fatalf("clock %v", srv.Now())
+	}
+	// No block, no fault, a fresh window at the option's rate.
+	r := s.Do(t, "GET", "/campaigns", nil)
+	wantStatus(t, r, 200)
+	if r.Header.Get("X-RateLimit-Limit") != "2" || r.Header.Get("X-RateLimit-Remaining") != "1" {
+		t.Fatalf("rate headers %v", r.Header)
+	}
+	// The in-flight delivery's retries never come.
+	time.Sleep(backoff + 150*time.Millisecond)
+	if n := len(rc.requests()); n != 1 {
+		t.Fatalf("the old receiver got %d requests, want only the one before the reset", n)
+	}
+	if d := srv.Deliveries(); len(d) != 0 {
+		t.Fatalf("deliveries %+v", d)
+	}
 }

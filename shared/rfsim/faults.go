@@ -16,6 +16,7 @@ const (
 	WhenBefore = "before"
 	// WhenAfter processes the call (state changes, webhooks fire) and then replaces the answer:
 	// the "response lost, outcome unknown" case a caller must reconcile by reading state back.
+	// It cannot be combined with status 429, which RF only sends before processing.
 	WhenAfter = "after"
 )
 
@@ -82,6 +83,14 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 
 func (f *Fault) fails() bool { return f.Status != 0 || f.Reset }
 
+// msgThrottleAfter refuses a 429 that strikes after processing. RF's throttle answers 429
+// before a request reaches its handler, so a 429 means "nothing happened" and clients retry it,
+// creates included; a 429 after a processed call would make them create twice, which RF never
+// causes.
+const msgThrottleAfter = "A 429 fault cannot strike after processing: Referral Factory's rate limiter answers 429 " +
+	"before handling a request, and clients retry 429s (even creates) on that premise. Use when \"before\", " +
+	"or another status such as 500 or 503 for the \"response lost\" case."
+
 func (f *Fault) validate() *Error {
 	var v validation
 	if strings.TrimSpace(f.Match) == "" {
@@ -104,6 +113,9 @@ func (f *Fault) validate() *Error {
 	}
 	if f.When != "" && f.When != WhenBefore && f.When != WhenAfter {
 		v.add("when", msgInvalid("when"))
+	}
+	if f.When == WhenAfter && f.Status == http.StatusTooManyRequests {
+		v.add("when", msgThrottleAfter)
 	}
 	return v.err()
 }

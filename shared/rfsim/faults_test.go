@@ -2,10 +2,12 @@ package rfsim_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -220,5 +222,66 @@ func TestFaultControlAPI(t *testing.T) {
 	}
 	if r := s.DoRaw(t, "POST", ctl, []byte(`{"match":"*","staus":500}`), nil); r.Status != 400 {
 		t.Fatalf("misspelt key: status %d", r.Status)
+	}
+}
+
+// RF's throttle answers 429 before handling a request, and clients retry 429s (creates
+// included) on that premise; a 429 after processing would make them create twice, which RF
+// never causes. The combination is refused, in Go and through the control API.
+func TestFaultRejects429After(t *testing.T) {
+	s := demo(t)
+	_, err := s.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/users", Status: 429, When: rfsim.WhenAfter})
+	var e *rfsim.Error
+	if !errors.As(err, &e) || e.Code != 422 || len(e.Errors["when"]) != 1 ||
+		!strings.Contains(e.Errors["when"][0].Message, "A 429 fault cannot strike after processing") {
+		t.Fatalf("AddFault: %v (%+v)", err, e)
+	}
+	r := s.DoRaw(t, "POST", s.HTTP.URL+"/_sim/faults", []byte(`{"match":"*","status":429,"when":"after"}`), nil)
+	errs := wantInvalid(t, r, "when")
+	if !strings.Contains(errs["when"][0].Message, "before handling a request") {
+		t.Fatalf("message %q", errs["when"][0].Message)
+	}
+	if len(s.Server.Faults()) != 0 {
+		t.Fatalf("a refused fault was installed: %+v", s.Server.Faults())
+	}
+	// 429 before processing, and other statuses after, are fine.
+	addFault(t, s, rfsim.Fault{Match: "*", Status: 429, When: rfsim.WhenBefore})
+	addFault(t, s, rfsim.Fault{Match: "*", Status: 429})
+	addFault(t, s, rfsim.Fault{Match: "*", Status: 503, When: rfsim.WhenAfter})
+}
+
+// A client that gives up during an injected latency never gets its call processed: it is
+// logged with status 499 and changes nothing (no user, no webhook).
+func TestFaultLatencyClientGone(t *testing.T) {
+	s := fastSim(t)
+	rc := newReceiver(t)
+	addWebhook(t, s, rfsim.Webhook{Event: "lead_created", URL: rc.URL})
+	f := addFault(t, s, rfsim.Fault{Match: "POST /api/v2/users", Latency: 5 * time.Second})
+	before := len(s.Server.Users())
+
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	body := `{"campaign_id":1,"first_name":"Gone","email":"gone@example.com","referrer":{"field":"code","value":"aLiCeRef"}}`
+	req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/users", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := s.HTTP.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the client got an answer (%d) before giving up", resp.StatusCode)
+	}
+	waitFor(t, "the call to be logged", func() bool { return len(s.Server.Calls()) == 1 })
+	c := s.Server.Calls()[0]
+	if c.Status != 499 || c.Fault != f.ID {
+		t.Fatalf("call %+v", c)
+	}
+	if n := len(s.Server.Users()); n != before {
+		t.Fatalf("users %d -> %d: the abandoned call was processed", before, n)
+	}
+	if got := s.Server.Counters().Requests["POST /api/v2/users"]; got[499] != 1 || len(got) != 1 {
+		t.Fatalf("counters %v", got)
+	}
+	s.WaitIdle(t)
+	if n := len(rc.requests()); n != 0 {
+		t.Fatalf("lead_created delivered %d times for an abandoned call", n)
 	}
 }

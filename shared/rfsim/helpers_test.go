@@ -1,6 +1,7 @@
 package rfsim_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -145,4 +146,61 @@ func (rc *receiver) payloads(t *testing.T) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// waitFor polls cond until it holds, failing the test after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// idleWithin fails unless WaitIdle returns within d.
+func idleWithin(t *testing.T, s *rfsimtest.Sim, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	start := time.Now()
+	if err := s.Server.WaitIdle(ctx); err != nil {
+		t.Fatalf("WaitIdle still blocked after %v: %v", time.Since(start), err)
+	}
+}
+
+// holdingReceiver is a webhook receiver that never answers: each request is held until the
+// sender gives up (or the test ends). hits counts the requests that arrived.
+type holdingReceiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	hits int
+}
+
+func newHoldingReceiver(t *testing.T) *holdingReceiver {
+	t.Helper()
+	rc := &holdingReceiver{}
+	release := make(chan struct{})
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		rc.mu.Lock()
+		rc.hits++
+		rc.mu.Unlock()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() {
+		close(release)
+		rc.Close()
+	})
+	return rc
+}
+
+func (rc *holdingReceiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.hits
 }

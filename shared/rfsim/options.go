@@ -67,7 +67,9 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.clock =
 // through windows without sleeping.
 func WithRateClock(now func() time.Time) Option { return func(c *config) { c.rateClock = now } }
 
-// WithRatePerMinute sets how many API calls one token may make per window (default 600).
+// WithRatePerMinute sets how many API calls one token may make per window (default 600). n of 0
+// or less disables the limit. This is the configured rate, used after New and Reset; a seed's
+// positive rate_per_minute replaces it until the next seed or reset.
 func WithRatePerMinute(n int) Option { return func(c *config) { c.rate = n } }
 
 // WithRateWindow sets the rate-limit window length (default one minute).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/refbridge/refbridge/shared/rfsim"
+	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
 )
 
 func TestOptionTokens(t *testing.T) {
@@ -131,5 +132,36 @@ func TestSearchCorners(t *testing.T) {
 				t.Fatalf("ids %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// WithRatePerMinute sets the limit of a simulator that was never seeded; a seed without
+// rate_per_minute (or with 0) keeps it, and WithRatePerMinute(0) disables the limit.
+func TestOptionRatePerMinute(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := rfsimtest.New(t, rfsim.WithRateClock(clk.Now), rfsim.WithRatePerMinute(3))
+	for i := range 3 {
+		r := s.Do(t, "GET", "/campaigns", nil)
+		wantStatus(t, r, 200)
+		if r.Header.Get("X-RateLimit-Limit") != "3" {
+			t.Fatalf("call %d: limit %q", i+1, r.Header.Get("X-RateLimit-Limit"))
+		}
+	}
+	wantStatus(t, s.Do(t, "GET", "/campaigns", nil), 429)
+
+	clk.Advance(time.Minute)
+	s.MustSeed(t, rfsim.SeedData{RatePerMinute: 0})
+	for range 3 {
+		wantStatus(t, s.Do(t, "GET", "/campaigns", nil), 200)
+	}
+	wantStatus(t, s.Do(t, "GET", "/campaigns", nil), 429)
+
+	off := rfsimtest.New(t, rfsim.WithRatePerMinute(0))
+	for range 20 {
+		r := off.Do(t, "GET", "/campaigns", nil)
+		wantStatus(t, r, 200)
+		if r.Header.Get("X-RateLimit-Limit") != "" {
+			t.Fatalf("a disabled limit sent headers %v", r.Header)
+		}
 	}
 }

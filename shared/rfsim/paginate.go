@@ -37,7 +37,9 @@ type PageMeta struct {
 }
 
 // paginate slices items for the page the query asks for. per_page is clamped to 250 rather than
-// rejected, and a bad page or per_page falls back to the default, as Laravel does. Links keep
+// rejected, and a bad page or per_page falls back to the default, as Laravel does. A page past
+// the last one (however large) is empty, keeps its number in meta.current_page, and links prev
+// to page-1 and next to nothing, as Laravel's paginator does. Links keep
 // every query parameter so that following links.next repeats the same query (and, for search,
 // the client re-POSTs the same body to it).
 func (s *Server) paginate(r *http.Request, items []any) *response {
@@ -64,10 +66,14 @@ func (s *Server) paginate(r *http.Request, items []any) *response {
 		Links: PageLinks{First: link(1), Last: link(lastPage)},
 		Meta:  PageMeta{CurrentPage: page, PerPage: perPage, Path: path, LastPage: lastPage, Total: total},
 	}
-	if start := (page - 1) * perPage; start < total {
-		end := min(start+perPage, total)
-		p.Data = items[start:end]
-		p.Meta.From, p.Meta.To = ptr(start+1), ptr(end)
+	// Past the last page the page is empty. Checked before multiplying: (page-1)*perPage
+	// overflows for a huge page number. Within range it is at most total, so it cannot.
+	if page <= lastPage {
+		if start := (page - 1) * perPage; start < total {
+			end := min(start+perPage, total)
+			p.Data = items[start:end]
+			p.Meta.From, p.Meta.To = ptr(start+1), ptr(end)
+		}
 	}
 	if page > 1 {
 		p.Links.Prev = ptr(link(page - 1))

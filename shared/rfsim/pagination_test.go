@@ -167,3 +167,35 @@ func TestSearchPaginates(t *testing.T) {
 		t.Fatalf("search returned %d users from %v", len(ids), ids[:1])
 	}
 }
+
+// A page past the end is empty however large its number: (page-1)*per_page must not overflow
+// into a negative slice index.
+func TestPaginationPastTheEnd(t *testing.T) {
+	s := manyUsers(t, 30) // two pages of 25
+	for _, n := range []int{3, 368934881474191035} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			r := s.Do(t, "GET", fmt.Sprintf("/users?page=%d&per_page=25", n), nil)
+			wantStatus(t, r, 200)
+			var p page[map[string]any]
+			r.Decode(t, &p)
+			if p.Data == nil || len(p.Data) != 0 || p.Meta.From != nil || p.Meta.To != nil {
+				t.Fatalf("data %v from %v to %v", p.Data, p.Meta.From, p.Meta.To)
+			}
+			if p.Meta.CurrentPage != n || p.Meta.LastPage != 2 || p.Meta.Total != 30 || p.Meta.PerPage != 25 {
+				t.Fatalf("meta %+v", p.Meta)
+			}
+			if p.Links.Next != nil || p.Links.Prev == nil || !strings.Contains(*p.Links.Prev, fmt.Sprintf("page=%d&", n-1)) ||
+				!strings.Contains(p.Links.Last, "page=2&") || !strings.Contains(p.Links.First, "page=1&") {
+				t.Fatalf("links %+v prev %v", p.Links, *p.Links.Prev)
+			}
+		})
+	}
+	// Search pages the same way.
+	r := s.Do(t, "POST", "/users/search?page=368934881474191035", map[string]any{})
+	wantStatus(t, r, 200)
+	var p page[map[string]any]
+	r.Decode(t, &p)
+	if len(p.Data) != 0 || p.Meta.Total != 30 {
+		t.Fatalf("search past the end: %s", r.Body)
+	}
+}

@@ -202,9 +202,34 @@ func TestInboundWebhook(t *testing.T) {
 		})
 	}
 	t.Run("referrer code is ignored", func(t *testing.T) {
-		s := demo(t)
+		s := fastSim(t)
+		rc := newReceiver(t)
+		for _, ev := range []string{"referrer_joined", "lead_created", "lead_qualified", "reward_issued"} {
+			addWebhook(t, s, rfsim.Webhook{Event: ev, URL: rc.URL + "/" + ev})
+		}
+		dueBefore := map[string]int{}
+		for _, m := range []string{"amount", "coupon"} {
+			dueBefore[m] = len(s.Server.DueRewards(m))
+		}
 		h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
-		wantStatus(t, s.DoRaw(t, "POST", s.WebhookURL, []byte("code=aLiCeRef"), h), 200)
+		r := s.DoRaw(t, "POST", s.WebhookURL, []byte("code=aLiCeRef"), h)
+		wantStatus(t, r, 200)
+		wantJSON(t, r, `{}`)
+		s.WaitIdle(t)
+		if u, _ := s.Server.User(1); u.QualifiedAt != nil {
+			t.Fatalf("the referrer was qualified: %+v", u)
+		}
+		for m, n := range dueBefore {
+			if got := len(s.Server.DueRewards(m)); got != n {
+				t.Fatalf("%s due rewards %d -> %d", m, n, got)
+			}
+		}
+		if len(dueFor(s.Server.DueRewards("amount"), 1)) != 1 { // only Alice's seeded reward for Dave
+			t.Fatalf("due rewards for the referrer %+v", dueFor(s.Server.DueRewards("amount"), 1))
+		}
+		if d := s.Server.Deliveries(); len(d) != 0 || len(rc.requests()) != 0 {
+			t.Fatalf("webhooks fired: deliveries %+v, received %+v", d, rc.requests())
+		}
 	})
 	t.Run("wrong token", func(t *testing.T) {
 		s := demo(t)

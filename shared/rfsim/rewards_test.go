@@ -2,6 +2,7 @@ package rfsim_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -197,5 +198,23 @@ func TestAutoIssueAndJoinTrigger(t *testing.T) {
 	}
 	if issued := s.Server.IssuedRewards("amount"); len(issued) != 1 || issued[0].Status != "Issued" || issued[0].RecipientID != 1 {
 		t.Fatalf("auto issue %+v", issued)
+	}
+}
+
+// A cancelled coupon reward keeps its code: the code never returns to the pool.
+func TestCancelledCouponNotReused(t *testing.T) {
+	s := demo(t)
+	wantStatus(t, s.Do(t, "POST", "/rewards/cancel/3", nil), 200) // Erin's WELCOME-9XTA
+	// The three codes left of the five-code pool, then nothing.
+	for i := range 3 {
+		lead := s.Lead(t, 1, "aLiCeRef", fmt.Sprintf("pool%d@example.com", i))
+		c := dueFor(s.Server.DueRewards("coupon"), lead.ID)
+		if len(c) != 1 || c[0].Coupon == nil || *c[0].Coupon == "" || *c[0].Coupon == "WELCOME-9XTA" || *c[0].Coupon == "WELCOME-7KQ2" {
+			t.Fatalf("lead %d got %+v", i, c)
+		}
+	}
+	last := s.Lead(t, 1, "aLiCeRef", "empty@example.com")
+	if c := dueFor(s.Server.DueRewards("coupon"), last.ID); len(c) != 1 || *c[0].Coupon != "" || c[0].CanBeIssued {
+		t.Fatalf("the pool should be exhausted: %+v", c)
 	}
 }

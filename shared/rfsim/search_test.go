@@ -130,3 +130,19 @@ func TestSearchOtherResources(t *testing.T) {
 	wantInvalid(t, s.Do(t, "POST", "/rewards/due/amount/search",
 		map[string]any{"filters": group("AND", cond("coupon", "=", "x"))}), "filters.value.0.field")
 }
+
+// Decisions 8 and 12: a code is a case-sensitive identifier for GET /users/{code}, while search
+// compares text case-insensitively, as MySQL's default collation does, codes included.
+func TestCodeCaseLookupVersusSearch(t *testing.T) {
+	s := demo(t)
+	wantStatus(t, s.Do(t, "GET", "/users/aLiCeRef", nil), 200)
+	wantStatus(t, s.Do(t, "GET", "/users/ALICEREF", nil), 404)
+	r := s.Do(t, "POST", "/users/search", map[string]any{"filters": map[string]any{"operator": "AND",
+		"value": []any{map[string]any{"field": "code", "operator": "=", "value": "ALICEREF"}}}})
+	wantStatus(t, r, 200)
+	var p page[rfsim.User]
+	r.Decode(t, &p)
+	if len(p.Data) != 1 || p.Data[0].Code != "aLiCeRef" {
+		t.Fatalf("search by code in another case: %s", r.Body)
+	}
+}

@@ -19,8 +19,8 @@ import (
 type SeedData struct {
 	Token         string         `json:"token,omitempty"`
 	WebhookToken  string         `json:"webhook_token,omitempty"`
-	RatePerMinute int            `json:"rate_per_minute,omitempty"`
-	Now           string         `json:"now,omitempty"` // RFC 3339; moves the simulated clock
+	RatePerMinute int            `json:"rate_per_minute,omitempty"` // 0: the configured rate (WithRatePerMinute)
+	Now           string         `json:"now,omitempty"`             // RFC 3339; moves the simulated clock
 	Campaigns     []SeedCampaign `json:"campaigns,omitempty"`
 	Users         []SeedUser     `json:"users,omitempty"`
 	DueRewards    []SeedDue      `json:"due_rewards,omitempty"`
@@ -125,8 +125,10 @@ func LoadSeedFile(path string) (SeedData, error) {
 }
 
 // Seed replaces the domain state (campaigns, rewards, users, webhooks, tokens and rate) with d.
-// Faults, the call log, counters and deliveries are kept; the clock moves only if d.Now is set.
-// On error nothing changes.
+// Since the webhooks and the users they describe are replaced, webhook deliveries in flight
+// are stopped as Reset stops them (aborted, not retried, not recorded). Faults, the call log,
+// counters, the delivery log, rate-limit windows and IP blocks are kept; the clock moves only if
+// d.Now is set. On error nothing changes, and deliveries in flight continue.
 func (s *Server) Seed(d SeedData) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,6 +148,7 @@ func (s *Server) Seed(d SeedData) error {
 	if d.Now != "" {
 		s.offset = now.Sub(s.cfg.clock())
 	}
+	s.newGenLocked()
 	return nil
 }
 

@@ -18,13 +18,17 @@ import (
 // maxBody caps request bodies; RF's own limit is unknown, refbridge's bodies are tiny.
 const maxBody = 1 << 20
 
+// StatusClientClosed is logged for a call whose client went away during an injected latency,
+// before the call was processed (nginx's "client closed request"). No client ever sees it.
+const StatusClientClosed = 499
+
 // Server is the simulator. It implements http.Handler; all state lives behind one mutex.
 type Server struct {
 	cfg config
 	mux *http.ServeMux // /api/v2 and the inbound webhook
 	ctl *http.ServeMux // /_sim/
 
-	// ctx is cancelled by Close and bounds every webhook delivery.
+	// ctx is cancelled by Close and is the parent of every generation's context.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -44,8 +48,13 @@ type Server struct {
 	lim         limiter
 	pending     int           // webhook deliveries in flight
 	idle        chan struct{} // closed when pending drops to zero
-	gen         int           // bumped by Reset so stale deliveries are not recorded
-	closed      bool
+	// gen numbers the current generation of state; Reset and Seed start a new one. genCtx
+	// bounds the generation's webhook deliveries (requests and backoff sleeps), so starting a
+	// new generation stops the old one's deliveries; stale attempts are never recorded.
+	gen       int
+	genCtx    context.Context
+	genCancel context.CancelFunc
+	closed    bool
 }
 
 // New returns a simulator with empty state; use Seed to load campaigns, rewards and users.
@@ -64,8 +73,11 @@ func New(opts ...Option) *Server {
 	return s
 }
 
-// Reset returns the simulator to its state right after New: no campaigns, users or rewards, the
-// configured tokens and rate, the clock unshifted, and no faults, calls, counters or deliveries.
+// Reset returns the simulator to its state right after New: no campaigns, users, rewards or
+// webhooks, the configured tokens and rate, the clock unshifted, and no faults, calls, counters,
+// rate-limit windows, IP blocks or deliveries. Webhook deliveries in flight are stopped: a
+// request on the wire is aborted, a retry not yet sent is dropped, and neither is recorded.
+// Reset returns without waiting for their goroutines; WaitIdle returns as soon as they exit.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -82,6 +94,15 @@ func (s *Server) resetLocked() {
 	s.calls, s.deliveries = nil, nil
 	s.counters = Counters{}
 	s.lim = limiter{}
+	s.newGenLocked()
+}
+
+// newGenLocked starts a new generation: it cancels the deliveries of the previous one.
+func (s *Server) newGenLocked() {
+	if s.genCancel != nil {
+		s.genCancel()
+	}
+	s.genCtx, s.genCancel = context.WithCancel(s.ctx)
 	s.gen++
 }
 
@@ -200,7 +221,11 @@ func (s *Server) serveTracked(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
+			// The client gave up during the injected latency: like a request that never left a
+			// proxy's queue, it is not processed. Logged as 499, nothing is written.
 			t.Stop()
+			s.record(r, ex, StatusClientClosed, fault)
+			return
 		}
 	}
 	var resp *response

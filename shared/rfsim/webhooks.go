@@ -271,6 +271,7 @@ type delivery struct {
 	ctype   string
 	copyN   int
 	gen     int
+	ctx     context.Context // the generation's: cancelled by Reset, Seed and Close
 	retries int
 }
 
@@ -278,7 +279,8 @@ func (s *Server) spawnLocked(h Webhook, event string, payload map[string]any, co
 	if s.closed {
 		return
 	}
-	d := delivery{hook: h, event: event, target: h.URL, copyN: copyN, gen: s.gen, retries: DefaultWebhookRetry}
+	d := delivery{hook: h, event: event, target: h.URL, copyN: copyN, gen: s.gen, ctx: s.genCtx,
+		retries: DefaultWebhookRetry}
 	if h.Retries != nil {
 		d.retries = *h.Retries
 	}
@@ -330,6 +332,9 @@ func (s *Server) deliver(d delivery) {
 	}()
 	wait := s.cfg.backoff
 	for attempt := 1; ; attempt++ {
+		if d.ctx.Err() != nil { // the generation ended (Reset, Seed or Close)
+			return
+		}
 		status, err := s.send(d)
 		s.recordDelivery(d, attempt, status, err)
 		if err == nil && status >= 200 && status < 300 {
@@ -341,7 +346,7 @@ func (s *Server) deliver(d delivery) {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-s.ctx.Done():
+		case <-d.ctx.Done():
 			t.Stop()
 			return
 		}
@@ -350,7 +355,7 @@ func (s *Server) deliver(d delivery) {
 }
 
 func (s *Server) send(d delivery) (int, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, webhookTimeout)
+	ctx, cancel := context.WithTimeout(d.ctx, webhookTimeout)
 	defer cancel()
 	var body io.Reader
 	if d.body != nil {
@@ -384,7 +389,7 @@ func (s *Server) recordDelivery(d delivery, attempt, status int, err error) {
 		rec.Error = err.Error()
 	}
 	s.mu.Lock()
-	if d.gen == s.gen { // deliveries started before a Reset belong to a state that is gone
+	if d.gen == s.gen { // deliveries started before a Reset or Seed belong to a state that is gone
 		s.deliverySeq++
 		rec.Seq, rec.Time = s.deliverySeq, s.nowLocked()
 		s.deliveries = append(s.deliveries, rec)

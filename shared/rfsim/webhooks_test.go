@@ -283,3 +283,81 @@ func TestWebhookConfigValidation(t *testing.T) {
 		t.Fatalf("%d invalid webhooks stored", n)
 	}
 }
+
+// A Reset stops the deliveries of the state it throws away: a retry waiting in its backoff is
+// dropped, and an attempt on the wire is aborted. The old receivers get nothing more, nothing
+// is logged, and WaitIdle does not wait for the old generation's retries.
+func TestResetStopsDeliveries(t *testing.T) {
+	const backoff = 300 * time.Millisecond
+	t.Run("retry waiting in backoff", func(t *testing.T) {
+		s := demo(t, rfsim.WithWebhookBackoff(backoff))
+		rc := newReceiver(t, 500, 500, 500)
+		addWebhook(t, s, rfsim.Webhook{Event: "lead_created", URL: rc.URL})
+		s.Lead(t, 1, "aLiCeRef", "retry@example.com")
+		waitFor(t, "the first attempt", func() bool { return len(s.Server.Deliveries()) == 1 })
+
+		s.Reset(t)
+		idleWithin(t, s, 250*time.Millisecond)
+		time.Sleep(backoff + 150*time.Millisecond) // past the first retry's due time
+		if n := len(rc.requests()); n != 1 {
+			t.Fatalf("the receiver got %d requests, want only the one before the reset", n)
+		}
+		if d := s.Server.Deliveries(); len(d) != 0 {
+			t.Fatalf("deliveries after reset %+v", d)
+		}
+		if c := s.Server.Counters(); len(c.WebhookAttempts) != 0 {
+			t.Fatalf("webhook counters after reset %+v", c)
+		}
+	})
+	t.Run("attempt on the wire", func(t *testing.T) {
+		s := demo(t, rfsim.WithWebhookBackoff(backoff))
+		rc := newHoldingReceiver(t)
+		addWebhook(t, s, rfsim.Webhook{Event: "lead_created", URL: rc.URL})
+		s.Lead(t, 1, "aLiCeRef", "held@example.com")
+		waitFor(t, "the attempt to arrive", func() bool { return rc.count() == 1 })
+
+		s.Reset(t)
+		idleWithin(t, s, 250*time.Millisecond) // not the 10 s attempt timeout
+		time.Sleep(backoff + 150*time.Millisecond)
+		if n := rc.count(); n != 1 {
+			t.Fatalf("the receiver got %d requests, want 1", n)
+		}
+		if d := s.Server.Deliveries(); len(d) != 0 {
+			t.Fatalf("the aborted attempt was logged: %+v", d)
+		}
+	})
+}
+
+// A Seed replaces the webhooks and the users they describe, so it stops deliveries in flight
+// as Reset does; unlike Reset it keeps the delivery log.
+func TestSeedStopsDeliveries(t *testing.T) {
+	const backoff = 300 * time.Millisecond
+	s := demo(t, rfsim.WithWebhookBackoff(backoff))
+	rc := newReceiver(t, 500, 500, 500)
+	addWebhook(t, s, rfsim.Webhook{Event: "lead_created", URL: rc.URL})
+	s.Lead(t, 1, "aLiCeRef", "retry@example.com")
+	waitFor(t, "the first attempt", func() bool { return len(s.Server.Deliveries()) == 1 })
+
+	s.SeedDemo(t)
+	idleWithin(t, s, 250*time.Millisecond)
+	time.Sleep(backoff + 150*time.Millisecond)
+	if n := len(rc.requests()); n != 1 {
+		t.Fatalf("the receiver got %d requests after the seed, want only the one before", n)
+	}
+	if d := s.Server.Deliveries(); len(d) != 1 || d[0].Attempt != 1 || d[0].Status != 500 {
+		t.Fatalf("delivery log after seed %+v", d)
+	}
+
+	// A failed seed changes nothing, so it leaves deliveries alone.
+	rc2 := newReceiver(t, 500)
+	addWebhook(t, s, rfsim.Webhook{Event: "lead_created", URL: rc2.URL})
+	s.Lead(t, 1, "aLiCeRef", "again@example.com")
+	waitFor(t, "the first attempt", func() bool { return len(rc2.requests()) == 1 })
+	if err := s.Server.Seed(rfsim.SeedData{RatePerMinute: -1}); err == nil {
+		t.Fatal("a negative rate seeded")
+	}
+	s.WaitIdle(t)
+	if n := len(rc2.requests()); n != 2 {
+		t.Fatalf("after a failed seed the receiver got %d requests, want the retry too", n)
+	}
+}

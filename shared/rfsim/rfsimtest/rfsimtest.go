@@ -27,7 +27,8 @@ type Sim struct {
 	HTTP   *httptest.Server
 	// URL is the API base, HTTP.URL + "/api/v2": what a client's base URL setting takes.
 	URL string
-	// Token is the API token; MustSeed and RotateToken keep it current.
+	// Token is the API token; MustSeed, RotateToken and Reset keep it current (after calling
+	// Server.Seed, Server.RotateToken or Server.Reset directly it may be stale).
 	Token string
 	// WebhookURL is the inbound qualify webhook, token included.
 	WebhookURL string
@@ -93,6 +94,15 @@ func DemoSeed(t testing.TB) rfsim.SeedData {
 		t.Fatalf("rfsimtest: %v", err)
 	}
 	return d
+}
+
+// Reset returns the simulator to its state right after New (rfsim.Server.Reset: no state,
+// faults, logs or webhooks, deliveries in flight stopped) and refreshes Token and WebhookURL,
+// which revert to the options' tokens.
+func (s *Sim) Reset(t testing.TB) {
+	t.Helper()
+	s.Server.Reset()
+	s.refresh()
 }
 
 // RotateToken rotates the API token and returns the new one.

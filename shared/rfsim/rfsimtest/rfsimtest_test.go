@@ -41,3 +41,21 @@ func TestSim(t *testing.T) {
 	}
 	s.WaitIdle(t)
 }
+
+// Reset keeps Token and WebhookURL current: after a seed and a rotation they revert to the
+// options' tokens, and the request helpers work at once.
+func TestSimReset(t *testing.T) {
+	s := rfsimtest.New(t, rfsim.WithToken("opt_token"), rfsim.WithWebhookToken("opt_hook"))
+	s.MustSeed(t, rfsim.SeedData{Token: "seed_token", WebhookToken: "seed_hook"})
+	s.RotateToken(t)
+	s.Reset(t)
+	if s.Token != "opt_token" || s.Token != s.Server.Token() || s.WebhookURL != s.HTTP.URL+"/webhook/opt_hook/qualify" {
+		t.Fatalf("after reset: token %q webhook %q", s.Token, s.WebhookURL)
+	}
+	if r := s.Do(t, "GET", "/users", nil); r.Status != 200 {
+		t.Fatalf("GET /users after reset: %d %s", r.Status, r.Body)
+	}
+	if r := s.DoRaw(t, "POST", s.WebhookURL, []byte("code=nobody12"), nil); r.Status != 200 {
+		t.Fatalf("inbound webhook after reset: %d", r.Status)
+	}
+}
