@@ -9,9 +9,10 @@ SEED     ?= testdata/rfsim-demo-seed.json
 run:
 	$(GO) run ./cmd/rfsim -addr $(ADDR) -seed $(SEED)
 
-## test: formatting, go vet and the whole suite with the race detector
+## test: formatting, go vet and the whole suite with the race detector, against DynamoDB Local
+## (installed from package-lock.json and started on loopback by scripts/dynamodb-local, then stopped)
 test: fmt-check vet
-	$(GO) test -race -count=1 ./...
+	scripts/dynamodb-local run $(GO) test -race -count=1 ./...
 
 vet:
 	$(GO) vet ./...

@@ -34,6 +34,12 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
+// Penalizer is an optional extension of a Limiter: told about RF's 429, a limiter shared by
+// several processes makes all of them back off, not only the caller that saw it.
+type Penalizer interface {
+	Penalize(ctx context.Context, d time.Duration) error
+}
+
 // RetryPolicy bounds the client's retries of transient failures.
 type RetryPolicy struct {
 	// MaxAttempts is the total number of attempts, the first included; 1 disables retries.
@@ -316,6 +322,15 @@ func (c *Client) attempt(ctx context.Context, cl call, u *url.URL, payload []byt
 	case resp.StatusCode == http.StatusTooManyRequests:
 		// The throttle answers before the request is handled, so even a create is safe to retry.
 		c.rateLimited.Add(1)
+		if p, ok := c.limiter.(Penalizer); ok {
+			d := apiErr.RetryAfter
+			if d <= 0 {
+				d = time.Second // no Retry-After: RF's window is a minute; a second keeps others off it
+			}
+			if err := p.Penalize(ctx, d); err != nil {
+				c.log.WarnContext(ctx, "could not tell the shared rate limiter about a 429", "error", err.Error())
+			}
+		}
 		return true, apiErr.RetryAfter, apiErr
 	case resp.StatusCode >= 500 && cl.idempotent:
 		return true, apiErr.RetryAfter, apiErr

@@ -358,3 +358,29 @@ func (ct countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	ct.n.Add(1)
 	return ct.next.RoundTrip(r)
 }
+
+// penalizingLimiter records penalties.
+type penalizingLimiter struct {
+	countingLimiter
+	mu        sync.Mutex
+	penalties []time.Duration
+}
+
+func (p *penalizingLimiter) Penalize(ctx context.Context, d time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.penalties = append(p.penalties, d)
+	return nil
+}
+
+func TestRateLimitedPenalizesASharedLimiter(t *testing.T) {
+	f, _ := script(t, status(429, "Retry-After", "7"), status(429), status(200))
+	l := &penalizingLimiter{}
+	c := newClient(t, f.URL+"/api/v2", WithLimiter(l))
+	if _, err := c.GetUser(context.Background(), "abc"); err != nil {
+		t.Fatal(err)
+	}
+	if !equalDurations(l.penalties, []time.Duration{7 * time.Second, time.Second}) {
+		t.Fatalf("penalties %v", l.penalties)
+	}
+}

@@ -1,0 +1,197 @@
+// Package ratelimit keeps one token bucket for Referral Factory calls in the state table, so that
+// every refbridge function and every concurrent Lambda instance together stay under the
+// configured rate (RF blocks a caller's IP after repeated excess).
+//
+// It is the generic cell rate algorithm (GCRA), a token bucket kept as a single number: the
+// "theoretical arrival time" (tat) of the next request. Taking a token is one conditional
+// UpdateItem; a conflict returns the current tat (ALL_OLD), which says exactly how long to wait,
+// so a busy bucket costs no extra reads.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// ErrDeadline means the wait for a token would outlast the context's deadline; nothing was taken.
+var ErrDeadline = errors.New("ratelimit: no token before the deadline")
+
+// Limit is at most Events in any window of length Per, with bursts of up to Burst.
+type Limit struct {
+	Events int
+	Per    time.Duration
+	Burst  int
+}
+
+// PerMinute is n calls a minute with a burst of about a second's worth (at most 10).
+func PerMinute(n int) Limit {
+	return Limit{Events: n, Per: time.Minute, Burst: max(1, min(n/60, 10))}
+}
+
+// interval spaces tokens (in microseconds) so that a full burst plus the steady flow never
+// exceeds Events in any window of length Per: Burst + Per/interval ≤ Events.
+func (l Limit) interval() (int64, error) {
+	if l.Events < 1 || l.Per < time.Millisecond || l.Burst < 1 || l.Burst >= l.Events {
+		return 0, fmt.Errorf("ratelimit: invalid limit %+v: need 1 ≤ burst < events and per ≥ 1ms", l)
+	}
+	per, n := l.Per.Microseconds(), int64(l.Events-l.Burst)
+	return (per + n - 1) / n, nil // round up: never faster than the limit
+}
+
+// DynamoDBAPI is the part of the DynamoDB client the bucket uses.
+type DynamoDBAPI interface {
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+}
+
+// Bucket is a token bucket shared through DynamoDB. It implements the Referral Factory
+// client's Limiter (Wait) and Penalizer (Penalize) hooks.
+type Bucket struct {
+	db    DynamoDBAPI
+	table string
+	key   map[string]types.AttributeValue
+	iv    int64 // microseconds between tokens
+	burst int64
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Option configures a Bucket.
+type Option func(*Bucket)
+
+// WithClock replaces the clock and the sleep (tests).
+func WithClock(now func() time.Time, sleep func(ctx context.Context, d time.Duration) error) Option {
+	return func(b *Bucket) { b.now, b.sleep = now, sleep }
+}
+
+// New returns the bucket called name (e.g. "rf") in table.
+func New(db DynamoDBAPI, table, name string, l Limit, opts ...Option) (*Bucket, error) {
+	iv, err := l.interval()
+	if err != nil {
+		return nil, err
+	}
+	b := &Bucket{
+		db:    db,
+		table: table,
+		key: map[string]types.AttributeValue{
+			"id": &types.AttributeValueMemberS{Value: "ratelimit#" + name},
+			"sk": &types.AttributeValueMemberS{Value: "bucket"},
+		},
+		iv:    iv,
+		burst: int64(l.Burst),
+		now:   time.Now,
+		sleep: sleepCtx,
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
+}
+
+// Wait blocks until a token is taken, or returns ErrDeadline at once when the context's
+// deadline comes before the token would, or the context's error.
+func (b *Bucket) Wait(ctx context.Context) error {
+	_, err := b.Reserve(ctx)
+	return err
+}
+
+// Reserve takes a token and returns the time the bucket granted it.
+func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, err
+		}
+		now := b.now()
+		nowUS := now.UnixMicro()
+		// Common case under load: the bucket is busy; the token is ours if the queue ahead of us
+		// is shorter than the burst.
+		old, ok, err := b.update(ctx,
+			expression.Set(expression.Name("tat"), expression.Name("tat").Plus(expression.Value(b.iv))),
+			expression.Name("tat").GreaterThanEqual(expression.Value(nowUS)).
+				And(expression.Name("tat").LessThanEqual(expression.Value(nowUS+(b.burst-1)*b.iv))))
+		if err != nil {
+			return time.Time{}, err
+		}
+		if ok {
+			return now, nil
+		}
+		if old < nowUS {
+			// Idle bucket (or none yet): start the queue at now.
+			_, ok, err := b.update(ctx,
+				expression.Set(expression.Name("tat"), expression.Value(nowUS+b.iv)),
+				expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(nowUS))))
+			if err != nil {
+				return time.Time{}, err
+			}
+			if ok {
+				return now, nil
+			}
+			continue // someone else started it: try again as a busy bucket
+		}
+		wait := time.Duration(old-(nowUS+(b.burst-1)*b.iv)) * time.Microsecond
+		if dl, has := ctx.Deadline(); has && now.Add(wait).After(dl) {
+			return time.Time{}, fmt.Errorf("%w: next token in %s", ErrDeadline, wait)
+		}
+		if err := b.sleep(ctx, wait); err != nil {
+			return time.Time{}, err
+		}
+	}
+}
+
+// Penalize makes every user of the bucket wait at least d from now: RF answered 429, and its
+// Retry-After applies to the token, not just to the caller that saw it.
+func (b *Bucket) Penalize(ctx context.Context, d time.Duration) error {
+	tat := b.now().Add(d).UnixMicro() + (b.burst-1)*b.iv
+	_, _, err := b.update(ctx, expression.Set(expression.Name("tat"), expression.Value(tat)),
+		expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(tat))))
+	return err
+}
+
+// update applies upd under cond. ok reports whether it applied; when it did not, old is the
+// bucket's current tat (0 when there is none).
+func (b *Bucket) update(ctx context.Context, upd expression.UpdateBuilder, cond expression.ConditionBuilder) (old int64, ok bool, err error) {
+	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(cond).Build()
+	if err != nil {
+		return 0, false, fmt.Errorf("ratelimit: build expression: %w", err)
+	}
+	_, err = b.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(b.table),
+		Key:                                 b.key,
+		UpdateExpression:                    expr.Update(),
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		if v, has := ccf.Item["tat"].(*types.AttributeValueMemberN); has {
+			if old, err = strconv.ParseInt(v.Value, 10, 64); err != nil {
+				return 0, false, fmt.Errorf("ratelimit: bucket holds %q: %w", v.Value, err)
+			}
+		}
+		return old, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("ratelimit: take token: %w", err)
+	}
+	return 0, true, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

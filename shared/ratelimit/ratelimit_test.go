@@ -1,0 +1,152 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/ddbtest"
+	"github.com/refbridge/refbridge/shared/referralfactory"
+)
+
+func TestLimitInterval(t *testing.T) {
+	tests := []struct {
+		l       Limit
+		wantUS  int64
+		wantErr bool
+	}{
+		{PerMinute(500), 121952, false}, // burst 8: 492 spaced tokens a minute
+		{Limit{Events: 600, Per: time.Minute, Burst: 10}, 101695, false},
+		{Limit{Events: 50, Per: time.Second, Burst: 5}, 22223, false},
+		{Limit{Events: 5, Per: time.Second, Burst: 5}, 0, true},
+		{Limit{Events: 0, Per: time.Second, Burst: 1}, 0, true},
+		{Limit{Events: 5, Per: 0, Burst: 1}, 0, true},
+	}
+	for _, tt := range tests {
+		iv, err := tt.l.interval()
+		if (err != nil) != tt.wantErr || iv != tt.wantUS {
+			t.Errorf("%+v: interval %d, %v; want %d", tt.l, iv, err, tt.wantUS)
+		}
+		if err == nil && int64(tt.l.Burst)+tt.l.Per.Microseconds()/iv > int64(tt.l.Events) {
+			t.Errorf("%+v: burst + per/interval exceeds events", tt.l)
+		}
+	}
+	if l := PerMinute(30); l.Burst != 1 {
+		t.Errorf("PerMinute(30) burst %d", l.Burst)
+	}
+}
+
+// TestSharedBucketNeverExceedsTheRate runs concurrent workers through two Bucket values (two
+// Lambda instances) on one DynamoDB item and checks every grant time: no window of length Per
+// holds more than Events grants.
+func TestSharedBucketNeverExceedsTheRate(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	l := Limit{Events: 50, Per: time.Second, Burst: 5}
+	a, err := New(db, table, "rf", l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := New(db, table, "rf", l)
+	const workers, each = 12, 12 // 144 grants: about three windows' worth
+	var mu sync.Mutex
+	var grants []time.Time
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bucket := a
+			if w%2 == 1 {
+				bucket = b
+			}
+			for range each {
+				at, err := bucket.Reserve(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				grants = append(grants, at)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(grants) != workers*each {
+		t.Fatalf("%d grants", len(grants))
+	}
+	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
+	maxIn := 0
+	for i := range grants {
+		j := sort.Search(len(grants), func(k int) bool { return !grants[k].Before(grants[i].Add(l.Per)) })
+		maxIn = max(maxIn, j-i)
+	}
+	if maxIn > l.Events {
+		t.Fatalf("%d grants in one %s window, limit %d", maxIn, l.Per, l.Events)
+	}
+	// The bucket is shared, not per instance: two instances together got no more than one.
+	if maxIn < l.Events/2 {
+		t.Errorf("only %d grants in the busiest window: the bucket is far slower than its limit", maxIn)
+	}
+}
+
+func TestDeadlineAndPenalty(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	l := Limit{Events: 10, Per: time.Second, Burst: 2}
+	bk, err := New(db, table, "rf", l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 2 { // the burst
+		if err := bk.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The next token is about 125 ms away: a context ending sooner gets ErrDeadline at once.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := bk.Wait(short); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("err = %v, want ErrDeadline (answered at once, not after sleeping)", err)
+	}
+
+	// RF said 429 with Retry-After: everyone waits, including another instance.
+	other, _ := New(db, table, "rf", l)
+	penaltyStart := time.Now()
+	if err := bk.Penalize(ctx, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	at, err := other.Reserve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.Before(penaltyStart.Add(300 * time.Millisecond)) {
+		t.Fatalf("granted %s after the penalty began, before it ended", at.Sub(penaltyStart))
+	}
+	// A shorter penalty never shortens a longer one.
+	if err := bk.Penalize(ctx, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCanceledContext(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	bk, _ := New(db, table, "rf", Limit{Events: 2, Per: time.Hour, Burst: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := bk.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	if err := bk.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// The bucket plugs into the RF client as its limiter, penalties included.
+var (
+	_ referralfactory.Limiter   = (*Bucket)(nil)
+	_ referralfactory.Penalizer = (*Bucket)(nil)
+)
