@@ -1,0 +1,137 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// BeginIntent implements Store: one UpdateItem on condition that the intent is not done. It
+// returns the item as it was (ALL_OLD), which tells a fresh start from a pending one left by an
+// attempt that never finished; a done intent comes back from the failed condition.
+func (d *Dynamo) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
+	if !in.Kind.valid() || in.Target == "" {
+		return Intent{}, fmt.Errorf("ledger: begin intent %q %q: %w", in.Kind, in.Target, ErrInvalid)
+	}
+	now := d.cfg.clock()
+	ts := formatTS(now)
+	upd := set(attrType, typeIntent).
+		Set(expression.Name("kind"), expression.Value(string(in.Kind))).
+		Set(expression.Name("target"), expression.Value(in.Target)).
+		Set(expression.Name("ref"), ifAbsent("ref", in.Ref)).
+		Set(expression.Name("status"), expression.Value(string(IntentPending))).
+		Add(expression.Name("attempts"), expression.Value(1)).
+		Set(expression.Name("created_at"), ifAbsent("created_at", ts)).
+		Set(expression.Name("attempted_at"), expression.Value(ts)).
+		Remove(expression.Name("finished_at")).
+		// Pending intents are listed for reconciliation through gsi1, oldest attempt first.
+		Set(expression.Name(attrGSI1PK), expression.Value(intentPendingPK(in.Kind))).
+		Set(expression.Name(attrGSI1SK), expression.Value(ts+"#"+in.Target))
+	cond := notExists().Or(expression.Name("status").NotEqual(expression.Value(string(IntentDone))))
+	av, err := d.update(ctx, intentKey(in.Kind, in.Target), upd, &cond, types.ReturnValueAllOld)
+	if old, failed := conditionFailed(err); failed {
+		it, derr := decodeItem(old, intentItem.intent)
+		if derr != nil {
+			return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, derr)
+		}
+		return it, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, ErrIntentDone)
+	}
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, err)
+	}
+	var prev Intent
+	if len(av) > 0 {
+		if prev, err = decodeItem(av, intentItem.intent); err != nil {
+			return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, err)
+		}
+	}
+	return begun(in, prev, len(av) > 0, now)
+}
+
+// FinishIntent implements Store: one conditional UpdateItem (done: unless already done; failed:
+// only while pending) that also drops the intent from the pending index.
+func (d *Dynamo) FinishIntent(ctx context.Context, kind IntentKind, target string, outcome IntentStatus, lastErr string) (Intent, error) {
+	if err := validFinish(kind, target, outcome); err != nil {
+		return Intent{}, err
+	}
+	upd := set("status", string(outcome)).
+		Set(expression.Name("finished_at"), expression.Value(formatTS(d.cfg.clock()))).
+		Remove(expression.Name(attrGSI1PK)).
+		Remove(expression.Name(attrGSI1SK))
+	if lastErr != "" {
+		upd = upd.Set(expression.Name("last_error"), expression.Value(lastErr))
+	}
+	cond := exists().And(expression.Name("status").NotEqual(expression.Value(string(IntentDone))))
+	if outcome == IntentFailed {
+		cond = exists().And(eq("status", string(IntentPending)))
+	}
+	av, err := d.update(ctx, intentKey(kind, target), upd, &cond, types.ReturnValueAllNew)
+	if old, failed := conditionFailed(err); failed {
+		if len(old) == 0 {
+			return Intent{}, fmt.Errorf("ledger: finish intent %s %s: %w", kind, target, ErrNotFound)
+		}
+		cur, derr := decodeItem(old, intentItem.intent)
+		if derr != nil {
+			return Intent{}, fmt.Errorf("ledger: finish intent %s %s: %w", kind, target, derr)
+		}
+		return finishConflict(cur, outcome)
+	}
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: finish intent %s %s: %w", kind, target, err)
+	}
+	it, err := decodeItem(av, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: finish intent %s %s: %w", kind, target, err)
+	}
+	return it, nil
+}
+
+// IntentOf implements Store: one consistent GetItem.
+func (d *Dynamo) IntentOf(ctx context.Context, kind IntentKind, target string) (Intent, error) {
+	av, found, err := d.get(ctx, intentKey(kind, target))
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: read intent %s %s: %w", kind, target, err)
+	}
+	if !found {
+		return Intent{}, fmt.Errorf("ledger: intent %s %s: %w", kind, target, ErrNotFound)
+	}
+	it, err := decodeItem(av, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: intent %s %s: %w", kind, target, err)
+	}
+	return it, nil
+}
+
+// PendingIntents implements Store: one Query of gsi1 (eventually consistent, as every GSI read).
+func (d *Dynamo) PendingIntents(ctx context.Context, kind IntentKind) ([]Intent, error) {
+	if !kind.valid() {
+		return nil, fmt.Errorf("ledger: pending intents %q: %w", kind, ErrInvalid)
+	}
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrGSI1PK).Equal(expression.Value(intentPendingPK(kind)))).Build()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: pending intents: build: %w", err)
+	}
+	items, err := d.query(ctx, &dynamodb.QueryInput{
+		IndexName: aws.String(indexGSI1), KeyConditionExpression: expr.KeyCondition(),
+		ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(),
+	}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: pending %s intents: %w", kind, err)
+	}
+	var out []Intent
+	for _, av := range items {
+		it, err := decodeItem(av, intentItem.intent)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: pending %s intents: %w", kind, err)
+		}
+		if it.Status == IntentPending { // the index may lag a FinishIntent
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}

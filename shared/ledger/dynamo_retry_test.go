@@ -1,0 +1,150 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// DynamoDB Local serialises transactions and never answers TransactionConflict; real DynamoDB
+// does under contention. These tests drive that path with a fake client.
+
+// fakeDB is a DynamoDBAPI of function fields; unset methods fail the call.
+type fakeDB struct {
+	transact func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error)
+	update   func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error)
+	get      func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error)
+}
+
+var _ DynamoDBAPI = (*fakeDB)(nil)
+
+var errUnexpected = errors.New("fakeDB: unexpected call")
+
+func (f *fakeDB) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	if f.get == nil {
+		return nil, errUnexpected
+	}
+	return f.get(in)
+}
+func (f *fakeDB) PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	return nil, errUnexpected
+}
+func (f *fakeDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if f.update == nil {
+		return nil, errUnexpected
+	}
+	return f.update(in)
+}
+func (f *fakeDB) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	return nil, errUnexpected
+}
+func (f *fakeDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	if f.transact == nil {
+		return nil, errUnexpected
+	}
+	return f.transact(in)
+}
+
+func canceled(codes ...string) error {
+	var reasons []types.CancellationReason
+	for _, c := range codes {
+		reasons = append(reasons, types.CancellationReason{Code: aws.String(c)})
+	}
+	return &types.TransactionCanceledException{Message: aws.String("canceled"), CancellationReasons: reasons}
+}
+
+func TestTransactRetriesConflicts(t *testing.T) {
+	var calls atomic.Int32
+	db := &fakeDB{
+		transact: func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
+			if calls.Add(1) <= 3 {
+				return nil, canceled("None", "TransactionConflict", "None")
+			}
+			return &dynamodb.TransactWriteItemsOutput{}, nil
+		},
+		get: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
+			return &dynamodb.GetItemOutput{Item: map[string]types.AttributeValue{
+				"net_usd": &types.AttributeValueMemberN{Value: "10"}}}, nil
+		},
+	}
+	d := NewDynamo(db, "t")
+	s, applied, err := d.ApplySpend(context.Background(), SpendEntry{LeadID: 1, Key: "k", Kind: SpendPayment, Currency: "usd", AmountMinor: 10})
+	if err != nil || !applied || s.Net["usd"] != 10 {
+		t.Fatalf("ApplySpend = %+v, %v, %v", s, applied, err)
+	}
+	if calls.Load() != 4 {
+		t.Errorf("%d TransactWriteItems calls, want 4 (3 conflicts, then success)", calls.Load())
+	}
+}
+
+func TestTransactDoesNotRetryConditionFailures(t *testing.T) {
+	var calls atomic.Int32
+	db := &fakeDB{transact: func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
+		calls.Add(1)
+		// A failed condition decides the outcome even if another item also conflicted.
+		return nil, canceled("ConditionalCheckFailed", "TransactionConflict")
+	}}
+	d := NewDynamo(db, "t")
+	err := d.transact(context.Background(), &txn{items: make([]types.TransactWriteItem, 2)})
+	reasons, ok := cancellation(err)
+	if _, failed := failedAt(reasons, 0); !ok || !failed {
+		t.Fatalf("error %v does not carry the failed condition", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d calls, want 1", calls.Load())
+	}
+}
+
+func TestUpdateRetriesTransactionConflictException(t *testing.T) {
+	var calls atomic.Int32
+	db := &fakeDB{update: func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
+		if calls.Add(1) == 1 {
+			return nil, &types.TransactionConflictException{Message: aws.String("transaction in progress")}
+		}
+		return &dynamodb.UpdateItemOutput{Attributes: map[string]types.AttributeValue{
+			"due_reward_id": &types.AttributeValueMemberN{Value: "7"},
+			"state":         &types.AttributeValueMemberS{Value: "issued"},
+			"first_seen_at": &types.AttributeValueMemberS{Value: "2026-03-01T12:00:00.000000000Z"},
+		}}, nil
+	}}
+	d := NewDynamo(db, "t")
+	r, err := d.MarkRewardSettled(context.Background(), 7, RewardIssued, time.Time{}, SettledBySweep)
+	if err != nil || r.State != RewardIssued {
+		t.Fatalf("MarkRewardSettled = %+v, %v", r, err)
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d UpdateItem calls, want 2", calls.Load())
+	}
+}
+
+func TestConflictRetryGivesUpAndHonoursContext(t *testing.T) {
+	var calls atomic.Int32
+	always := func() (int, error) {
+		calls.Add(1)
+		return 0, canceled("TransactionConflict")
+	}
+	if _, err := conflictRetry(context.Background(), always); !isTxConflict(err) {
+		t.Fatalf("after giving up: %v", err)
+	}
+	if got := calls.Load(); got != maxConflictRetries+1 {
+		t.Errorf("%d attempts, want %d", got, maxConflictRetries+1)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	calls.Store(0)
+	_, err := conflictRetry(ctx, always)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v, want the context's", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("kept retrying %v after the deadline", time.Since(start))
+	}
+}

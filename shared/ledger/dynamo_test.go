@@ -1,0 +1,127 @@
+package ledger_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/refbridge/refbridge/shared/ddbtest"
+	"github.com/refbridge/refbridge/shared/ledger"
+)
+
+// TestDynamoItemLayout writes one of every record and checks each item in the table against the
+// layout documented in keys.go and docs/state.md: its prefixes (never the idempotency or rate
+// limiter ones), its type, and which items use gsi1 and TTL.
+func TestDynamoItemLayout(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	clk := newClock()
+	s := ledger.NewDynamo(db, table, ledger.WithClock(clk.Now))
+	ctx := ctxT(t)
+
+	l := lead(1, "CODE1", "one@example.com", 10)
+	l.StripeCustomerID = "cus_1"
+	_, err := s.PutLead(ctx, l)
+	must(t, err)
+	_, _, err = s.ApplySpend(ctx, ledger.SpendEntry{LeadID: 1, Key: "in_1#paid", Kind: ledger.SpendPayment, Currency: "usd", AmountMinor: 10, InvoiceID: "in_1"})
+	must(t, err)
+	q, err := s.Qualify(ctx, qual(1, 100, at(3, 1)))
+	must(t, err)
+	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: 5, RewardID: 1, RecipientID: 100, Metric: "amount"})
+	must(t, err)
+	must(t, s.MatchDueReward(ctx, 5, q.Ref()))
+	_, err = s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "5"})
+	must(t, err)
+	_, err = s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentCancel, Target: "6"})
+	must(t, err)
+	_, err = s.FinishIntent(ctx, ledger.IntentCancel, "6", ledger.IntentDone, "")
+	must(t, err)
+	_, err = s.RecordUnmatched(ctx, unmatched("in_2", "cus_2", "two@example.com", clk.Now()))
+	must(t, err)
+	_, err = s.RecordUnmatched(ctx, unmatched("in_3", "cus_3", "", clk.Now()))
+	must(t, err)
+	_, err = s.ResolveUnmatched(ctx, "in_3", ledger.UnmatchedExpired, "window over")
+	must(t, err)
+	must(t, s.SaveCheckpoint(ctx, "sweep", []byte("{}")))
+	must(t, s.LogDecision(ctx, ledger.Decision{Subject: "due#5", Outcome: "wait"}))
+
+	type rule struct {
+		idPrefix, sk, typ string
+		gsi1pk            string // "" = must have none
+		ttl               bool
+	}
+	rules := []rule{
+		{"lead#", "lead", "lead", "", false},
+		{"code#", "lead", "lead_code", "", false},
+		{"email#", "campaign#", "lead_email", "", false},
+		{"customer#", "mapping", "customer_mapping", "", false},
+		{"lead#", "spend", "spend", "", false},
+		{"spend#", "entry", "spend_entry", "", false},
+		{"invoice#", "counted", "invoice_counted", "", false},
+		{"qual#", "q#", "qualification", "", false},
+		{"recipient#", "q#", "qualification_index", "", false},
+		{"due#", "due", "due_reward", "", false},
+		{"intent#issue#", "intent", "intent", "intent#pending#issue", false},
+		{"intent#cancel#", "intent", "intent", "", false}, // done: out of the pending index
+		{"unmatched#in_2", "unmatched", "unmatched", "unmatched", false},
+		{"unmatched#in_3", "unmatched", "unmatched", "", false}, // resolved: out of the retry index
+		{"checkpoint#", "checkpoint", "checkpoint", "", false},
+		{"decision#", "d#", "decision", "", true},
+	}
+	out, err := db.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)})
+	must(t, err)
+	seen := map[int]int{}
+	for _, av := range out.Items {
+		var it struct {
+			ID         string `dynamodbav:"id"`
+			SK         string `dynamodbav:"sk"`
+			Type       string `dynamodbav:"type"`
+			GSI1PK     string `dynamodbav:"gsi1pk"`
+			Expiration int64  `dynamodbav:"expiration"`
+			EmailHash  string `dynamodbav:"email_hash"`
+		}
+		must(t, attributevalue.UnmarshalMap(av, &it))
+		if strings.HasPrefix(it.ID, "idem#") || strings.HasPrefix(it.ID, "ratelimit#") {
+			t.Errorf("item %s/%s uses another package's prefix", it.ID, it.SK)
+		}
+		if it.EmailHash != "" && strings.Contains(it.EmailHash, "@") {
+			t.Errorf("item %s/%s stores a raw email", it.ID, it.SK)
+		}
+		matched := -1
+		for i, r := range rules {
+			if strings.HasPrefix(it.ID, r.idPrefix) && strings.HasPrefix(it.SK, r.sk) && it.Type == r.typ {
+				matched = i
+				break
+			}
+		}
+		if matched < 0 {
+			t.Errorf("item %s/%s (type %q) is not in the documented layout", it.ID, it.SK, it.Type)
+			continue
+		}
+		seen[matched]++
+		r := rules[matched]
+		if it.GSI1PK != r.gsi1pk {
+			t.Errorf("item %s/%s: gsi1pk %q, want %q", it.ID, it.SK, it.GSI1PK, r.gsi1pk)
+		}
+		if (it.Expiration != 0) != r.ttl {
+			t.Errorf("item %s/%s: expiration %d", it.ID, it.SK, it.Expiration)
+		}
+		if r.ttl && time.Unix(it.Expiration, 0).Before(clk.Now().Add(399*24*time.Hour)) {
+			t.Errorf("item %s/%s expires at %v, before the default retention", it.ID, it.SK, time.Unix(it.Expiration, 0))
+		}
+	}
+	for i, r := range rules {
+		if seen[i] == 0 {
+			t.Errorf("no item of type %s (%s…/%s…) was written", r.typ, r.idPrefix, r.sk)
+		}
+	}
+	if t.Failed() {
+		for _, av := range out.Items {
+			t.Logf("%v / %v", av["id"], av["sk"])
+		}
+	}
+}

@@ -1,0 +1,30 @@
+package ledger
+
+import "errors"
+
+// Sentinel errors. Every error a Store returns wraps at most one of them, with the operation and
+// the record in its message; compare with errors.Is. Operations that fail because of an existing
+// record return that record alongside the error, so the caller needs no second read.
+var (
+	// ErrNotFound means the record (or, for Reverse and StandingQualification, a standing
+	// qualification) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means the write contradicts a record that already exists: a customer mapped to
+	// another lead, a due reward or qualification matched to another, a spend key reused for a
+	// different entry, an unmatched invoice already resolved differently.
+	ErrConflict = errors.New("conflicts with the existing record")
+	// ErrAlreadyQualified means the lead already has a standing qualification (returned).
+	ErrAlreadyQualified = errors.New("lead already has a standing qualification")
+	// ErrAlreadySettled means the due reward was already recorded issued or canceled (returned).
+	ErrAlreadySettled = errors.New("due reward already settled")
+	// ErrIntentPending means an earlier attempt of the same effect began and never finished: it
+	// may have reached RF. The caller must reconcile with RF's state before calling again.
+	ErrIntentPending = errors.New("intent pending from an earlier attempt: reconcile before acting")
+	// ErrIntentDone means the effect was already confirmed (the intent is returned).
+	ErrIntentDone = errors.New("intent already done")
+	// ErrInvalid means the input breaks a rule of the record (missing key, bad currency, an
+	// amount with the wrong sign, a raw email where a hash belongs).
+	ErrInvalid = errors.New("invalid input")
+	// errContention means a read-modify-write lost too many races in a row; it is transient.
+	errContention = errors.New("too much contention, retry later")
+)

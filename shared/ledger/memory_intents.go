@@ -1,0 +1,92 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// BeginIntent implements Store.
+func (m *Memory) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
+	if !in.Kind.valid() || in.Target == "" {
+		return Intent{}, fmt.Errorf("ledger: begin intent %q %q: %w", in.Kind, in.Target, ErrInvalid)
+	}
+	if err := m.lock(ctx); err != nil {
+		return Intent{}, err
+	}
+	defer m.mu.Unlock()
+	k := intentID{in.Kind, in.Target}
+	prev, existed := m.intents[k]
+	if existed && prev.Status == IntentDone {
+		return prev, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, ErrIntentDone)
+	}
+	out, err := begun(in, prev, existed, m.cfg.clock())
+	stored := out
+	stored.PreviousAttemptAt = time.Time{}
+	m.intents[k] = stored
+	return out, err
+}
+
+// FinishIntent implements Store.
+func (m *Memory) FinishIntent(ctx context.Context, kind IntentKind, target string, outcome IntentStatus, lastErr string) (Intent, error) {
+	if err := validFinish(kind, target, outcome); err != nil {
+		return Intent{}, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return Intent{}, err
+	}
+	defer m.mu.Unlock()
+	k := intentID{kind, target}
+	cur, ok := m.intents[k]
+	if !ok {
+		return Intent{}, fmt.Errorf("ledger: finish intent %s %s: %w", kind, target, ErrNotFound)
+	}
+	if cur.Status == IntentDone || (outcome == IntentFailed && cur.Status != IntentPending) {
+		return finishConflict(cur, outcome)
+	}
+	cur.Status, cur.FinishedAt = outcome, m.cfg.clock()
+	if lastErr != "" {
+		cur.LastError = lastErr
+	}
+	m.intents[k] = cur
+	return cur, nil
+}
+
+// IntentOf implements Store.
+func (m *Memory) IntentOf(ctx context.Context, kind IntentKind, target string) (Intent, error) {
+	if err := m.lock(ctx); err != nil {
+		return Intent{}, err
+	}
+	defer m.mu.Unlock()
+	it, ok := m.intents[intentID{kind, target}]
+	if !ok {
+		return Intent{}, fmt.Errorf("ledger: intent %s %s: %w", kind, target, ErrNotFound)
+	}
+	return it, nil
+}
+
+// PendingIntents implements Store, oldest attempt first as gsi1 orders them.
+func (m *Memory) PendingIntents(ctx context.Context, kind IntentKind) ([]Intent, error) {
+	if !kind.valid() {
+		return nil, fmt.Errorf("ledger: pending intents %q: %w", kind, ErrInvalid)
+	}
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	var out []Intent
+	for k, it := range m.intents {
+		if k.kind == kind && it.Status == IntentPending {
+			out = append(out, it)
+		}
+	}
+	slices.SortFunc(out, func(a, b Intent) int {
+		if c := a.AttemptedAt.Compare(b.AttemptedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Target, b.Target)
+	})
+	return out, nil
+}

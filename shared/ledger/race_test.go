@@ -1,0 +1,187 @@
+package ledger_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/ledger"
+)
+
+// race runs f in n goroutines released together and returns their errors.
+func race(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for i := range n {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			start.Wait()
+			errs[i] = f(i)
+		}()
+	}
+	start.Done()
+	done.Wait()
+	return errs
+}
+
+// tally counts nil errors and errors matching want; anything else fails the test.
+func tally(t *testing.T, errs []error, want error) (ok, expected int) {
+	t.Helper()
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, want):
+			expected++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	return ok, expected
+}
+
+func testRaceQualify(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const n = 200
+	var winner atomic.Int64
+	errs := race(n, func(i int) error {
+		q := qual(77, 100, at(3, 1).Add(time.Duration(i)))
+		got, err := s.Qualify(ctx, q)
+		if err == nil {
+			winner.Store(int64(i))
+		} else if errors.Is(err, ledger.ErrAlreadyQualified) && got.Seq != 1 {
+			return fmt.Errorf("ErrAlreadyQualified returned seq %d", got.Seq)
+		}
+		return err
+	})
+	ok, lost := tally(t, errs, ledger.ErrAlreadyQualified)
+	if ok != 1 || lost != n-1 {
+		t.Fatalf("%d won, %d got ErrAlreadyQualified; want 1 and %d", ok, lost, n-1)
+	}
+	st, err := s.StandingQualification(ctx, 77)
+	must(t, err)
+	if st.Seq != 1 || !st.At.Equal(at(3, 1).Add(time.Duration(winner.Load()))) {
+		t.Errorf("standing = %+v, winner %d", st, winner.Load())
+	}
+	all, err := s.QualificationsFor(ctx, 100)
+	must(t, err)
+	if len(all) != 1 {
+		t.Errorf("the recipient index holds %d qualifications, want 1", len(all))
+	}
+}
+
+func testRaceSettle(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	_, err := s.SeeDueReward(ctx, ledger.DueReward{ID: 900, RewardID: 1, RecipientID: 100, Metric: "amount"})
+	must(t, err)
+	const n = 200
+	errs := race(n, func(i int) error {
+		by := ledger.SettledBySweep
+		if i%2 == 1 {
+			by = ledger.SettledByRFWebhook
+		}
+		_, err := s.MarkRewardSettled(ctx, 900, ledger.RewardIssued, at(10, 1), by)
+		return err
+	})
+	ok, lost := tally(t, errs, ledger.ErrAlreadySettled)
+	if ok != 1 || lost != n-1 {
+		t.Fatalf("%d settled, %d got ErrAlreadySettled; want 1 and %d", ok, lost, n-1)
+	}
+	r, err := s.DueRewardRecord(ctx, 900)
+	must(t, err)
+	if r.State != ledger.RewardIssued {
+		t.Errorf("record = %+v", r)
+	}
+}
+
+func testRaceSpendSameKey(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const n = 200
+	var applied atomic.Int32
+	errs := race(n, func(i int) error {
+		_, ok, err := s.ApplySpend(ctx, ledger.SpendEntry{LeadID: 55, Key: "in_55#paid", Kind: ledger.SpendPayment,
+			Currency: "usd", AmountMinor: 1234, InvoiceID: "in_55"})
+		if ok {
+			applied.Add(1)
+		}
+		return err
+	})
+	tally(t, errs, nil)
+	if applied.Load() != 1 {
+		t.Errorf("applied %d times, want once", applied.Load())
+	}
+	sp, err := s.SpendOf(ctx, 55)
+	must(t, err)
+	if sp.Net["usd"] != 1234 {
+		t.Errorf("net = %v, want 1234", sp.Net)
+	}
+}
+
+func testRaceSpendManyKeys(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const n = 50
+	var want int64
+	for i := range n {
+		want += int64(100 + i)
+	}
+	errs := race(n, func(i int) error {
+		_, ok, err := s.ApplySpend(ctx, ledger.SpendEntry{LeadID: 56, Key: fmt.Sprintf("in_%d#paid", i),
+			Kind: ledger.SpendPayment, Currency: "eur", AmountMinor: int64(100 + i), InvoiceID: fmt.Sprintf("in_%d", i)})
+		if err == nil && !ok {
+			return fmt.Errorf("entry %d not applied", i)
+		}
+		return err
+	})
+	tally(t, errs, nil)
+	sp, err := s.SpendOf(ctx, 56)
+	must(t, err)
+	if sp.Net["eur"] != want {
+		t.Errorf("net = %v, want %d", sp.Net, want)
+	}
+}
+
+// Concurrent deliveries begin the same effect: one proceeds, the others are told to reconcile.
+func testRaceBeginIntent(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const n = 50
+	errs := race(n, func(i int) error {
+		_, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "900", Ref: fmt.Sprint("run#", i)})
+		return err
+	})
+	ok, pending := tally(t, errs, ledger.ErrIntentPending)
+	if ok != 1 || pending != n-1 {
+		t.Fatalf("%d began, %d got ErrIntentPending; want 1 and %d", ok, pending, n-1)
+	}
+	it, err := s.IntentOf(ctx, ledger.IntentIssue, "900")
+	must(t, err)
+	if it.Attempts != n {
+		t.Errorf("attempts = %d, want %d", it.Attempts, n)
+	}
+}
+
+func testRaceMapCustomer(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const n = 50
+	errs := race(n, func(i int) error {
+		_, err := s.MapCustomer(ctx, "cus_race", int64(1000+i%5), "email_index")
+		return err
+	})
+	ok, conflicts := tally(t, errs, ledger.ErrConflict)
+	m, err := s.CustomerMapping(ctx, "cus_race")
+	must(t, err)
+	// Every goroutine mapping the winning lead succeeds (no-op); every other one conflicts.
+	if ok != n/5 || conflicts != n-n/5 {
+		t.Errorf("%d mapped, %d conflicts (winner lead %d)", ok, conflicts, m.LeadID)
+	}
+}

@@ -1,0 +1,96 @@
+package ledger
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the whole ledger. Consumers declare the narrower interfaces they need; both
+// implementations satisfy this one, and the contract suite runs against both.
+//
+// Every method takes the context first and wraps its errors with the operation and the record.
+// Where a method returns a record together with a sentinel error, the record is the existing one
+// that caused the error.
+type Store interface {
+	// PutLead upserts a lead: its non-zero fields replace the stored ones (a partial observation
+	// never erases what is known), and its code, email and Stripe-customer lookups are written in
+	// the same transaction, stale ones removed. A StripeCustomerID already mapped to another lead
+	// → ErrConflict, nothing written. An unchanged lead is not rewritten.
+	PutLead(ctx context.Context, l Lead) (Lead, error)
+	LeadByID(ctx context.Context, id int64) (Lead, error)
+	// LeadByCode finds the lead that last stored the code.
+	LeadByCode(ctx context.Context, code string) (Lead, error)
+	// LeadsByEmail lists every lead with the email hash, one per campaign, by campaign id.
+	LeadsByEmail(ctx context.Context, emailHash string) ([]Lead, error)
+	LeadByEmailInCampaign(ctx context.Context, emailHash string, campaignID int64) (Lead, error)
+	// LeadByCustomer follows the customer's mapping to the lead (ErrNotFound if either is
+	// missing; CustomerMapping then tells which).
+	LeadByCustomer(ctx context.Context, customerID string) (Lead, error)
+
+	// MapCustomer records that a Stripe customer is a lead. The first mapping wins: the same pair
+	// again is a no-op; another lead → ErrConflict with the existing mapping.
+	MapCustomer(ctx context.Context, customerID string, leadID int64, rule string) (Mapping, error)
+	CustomerMapping(ctx context.Context, customerID string) (Mapping, error)
+
+	// ApplySpend counts an entry once: a key (or, for a payment, an invoice) already counted
+	// returns applied=false and the current totals. The same key with a different lead, currency
+	// or amount → ErrConflict.
+	ApplySpend(ctx context.Context, e SpendEntry) (s Spend, applied bool, err error)
+	// SpendOf returns the lead's totals; a lead without spend has an empty Net, not an error.
+	SpendOf(ctx context.Context, leadID int64) (Spend, error)
+	// InvoiceCounted reports whether a payment for the invoice was applied, for any lead.
+	InvoiceCounted(ctx context.Context, invoiceID string) (bool, error)
+
+	// Qualify records a new qualification (Seq assigned). A standing one → ErrAlreadyQualified
+	// with it. At zero means now; it is kept to the nanosecond, in UTC.
+	Qualify(ctx context.Context, q Qualification) (Qualification, error)
+	// Reverse marks the standing qualification reversed; none standing → ErrNotFound.
+	Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (Qualification, error)
+	// LatestQualification is the lead's newest qualification, standing or not.
+	LatestQualification(ctx context.Context, leadID int64) (Qualification, error)
+	StandingQualification(ctx context.Context, leadID int64) (Qualification, error)
+	// QualificationsFor lists, oldest first, the qualifications whose reward may go to the user:
+	// those of the leads they referred and their own.
+	QualificationsFor(ctx context.Context, recipientID int64) ([]Qualification, error)
+	// MatchDueReward ties a seen due reward and a qualification to each other, once: the same
+	// pair again is a no-op; either side matched to something else → ErrConflict.
+	MatchDueReward(ctx context.Context, dueRewardID int64, q QualificationRef) error
+
+	// SeeDueReward records a due reward the first time it is seen; FirstSeenAt never moves.
+	SeeDueReward(ctx context.Context, r DueReward) (DueReward, error)
+	DueRewardRecord(ctx context.Context, id int64) (DueReward, error)
+	// MarkRewardSettled records a due reward issued or canceled, once: a settled reward →
+	// ErrAlreadySettled with it. A reward never seen (issued by hand in RF) is recorded too.
+	MarkRewardSettled(ctx context.Context, id int64, state RewardState, at time.Time, by string) (DueReward, error)
+
+	// BeginIntent starts an attempt of an effect: absent or failed → pending and nil; pending →
+	// ErrIntentPending (attempts incremented); done → ErrIntentDone.
+	BeginIntent(ctx context.Context, in Intent) (Intent, error)
+	// FinishIntent confirms (done) or gives up (failed, retryable) the pending attempt.
+	FinishIntent(ctx context.Context, kind IntentKind, target string, outcome IntentStatus, lastErr string) (Intent, error)
+	IntentOf(ctx context.Context, kind IntentKind, target string) (Intent, error)
+	// PendingIntents lists pending intents of a kind, oldest attempt first, for reconciliation.
+	// It reads an index that lags writes slightly; confirm with IntentOf before acting.
+	PendingIntents(ctx context.Context, kind IntentKind) ([]Intent, error)
+
+	// RecordUnmatched records a paid invoice that matched no lead; recording it again returns the
+	// stored record unchanged.
+	RecordUnmatched(ctx context.Context, u Unmatched) (Unmatched, error)
+	UnmatchedInvoice(ctx context.Context, invoiceID string) (Unmatched, error)
+	// UnmatchedDue lists waiting invoices whose NextRetryAt ≤ now, soonest first, at most limit.
+	UnmatchedDue(ctx context.Context, now time.Time, limit int) ([]Unmatched, error)
+	// UnmatchedFor lists waiting invoices of a customer or an email hash (either may be empty).
+	UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]Unmatched, error)
+	// ResolveUnmatched closes a waiting invoice as matched or expired; the same outcome again is
+	// a no-op, another → ErrConflict.
+	ResolveUnmatched(ctx context.Context, invoiceID string, outcome UnmatchedStatus, reason string) (Unmatched, error)
+	RescheduleUnmatched(ctx context.Context, invoiceID string, next time.Time, reason string) (Unmatched, error)
+
+	SaveCheckpoint(ctx context.Context, name string, data []byte) error
+	// LoadCheckpoint returns ErrNotFound when nothing was saved under name.
+	LoadCheckpoint(ctx context.Context, name string) ([]byte, error)
+
+	LogDecision(ctx context.Context, d Decision) error
+	// Decisions lists the subject's unexpired entries, oldest first.
+	Decisions(ctx context.Context, subject string) ([]Decision, error)
+}

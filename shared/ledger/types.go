@@ -1,0 +1,418 @@
+package ledger
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// LeadSource says where refbridge learned about a lead.
+type LeadSource string
+
+// Lead sources.
+const (
+	SourceRFWebhook LeadSource = "rf_webhook"
+	SourceSignup    LeadSource = "signup"
+	SourceAPI       LeadSource = "api"
+)
+
+// Lead is an RF user refbridge knows about (usually a lead, person_invited; a referrer recorded
+// from RF's referrer-joined webhook has ReferrerID 0).
+type Lead struct {
+	ID          int64 // RF user id
+	Code        string
+	EmailHash   string // HashEmail of the address
+	EmailMasked string // MaskEmail of the address
+	ReferrerID  int64
+	CampaignID  int64
+	SignedUpAt  time.Time
+	Source      LeadSource
+	// StripeCustomerID is the customer the lead was stored with (e.g. at signup). PutLead also
+	// maps it (MapCustomer's rules); more customers may be mapped to the lead with MapCustomer,
+	// and LeadByCustomer follows every mapping.
+	StripeCustomerID string
+	UpdatedAt        time.Time // set by the store
+}
+
+// SetEmail fills EmailHash and EmailMasked from a raw address, which is not kept.
+func (l *Lead) SetEmail(email string) {
+	l.EmailHash, l.EmailMasked = HashEmail(email), MaskEmail(email)
+}
+
+// merge returns stored updated with the non-zero fields of in: a partial observation (an RF
+// webhook without the email, a signup without the campaign) never erases what is known.
+func (in Lead) merge(stored Lead) Lead {
+	out := stored
+	out.ID = in.ID
+	if in.Code != "" {
+		out.Code = in.Code
+	}
+	if in.EmailHash != "" {
+		out.EmailHash, out.EmailMasked = in.EmailHash, in.EmailMasked
+	}
+	if in.ReferrerID != 0 {
+		out.ReferrerID = in.ReferrerID
+	}
+	if in.CampaignID != 0 {
+		out.CampaignID = in.CampaignID
+	}
+	if !in.SignedUpAt.IsZero() {
+		out.SignedUpAt = in.SignedUpAt.UTC()
+	}
+	if in.Source != "" {
+		out.Source = in.Source
+	}
+	if in.StripeCustomerID != "" {
+		out.StripeCustomerID = in.StripeCustomerID
+	}
+	return out
+}
+
+// sameContent reports whether two leads differ only in UpdatedAt.
+func (l Lead) sameContent(o Lead) bool {
+	l.UpdatedAt, o.UpdatedAt = time.Time{}, time.Time{}
+	return l.ID == o.ID && l.Code == o.Code && l.EmailHash == o.EmailHash &&
+		l.EmailMasked == o.EmailMasked && l.ReferrerID == o.ReferrerID &&
+		l.CampaignID == o.CampaignID && l.SignedUpAt.Equal(o.SignedUpAt) &&
+		l.Source == o.Source && l.StripeCustomerID == o.StripeCustomerID
+}
+
+func (l Lead) validate() error {
+	if l.ID <= 0 {
+		return fmt.Errorf("%w: lead id %d", ErrInvalid, l.ID)
+	}
+	if !validEmailHash(l.EmailHash) {
+		return fmt.Errorf("%w: lead %d: EmailHash is not a HashEmail digest", ErrInvalid, l.ID)
+	}
+	return nil
+}
+
+// mappingRule is the rule recorded for a mapping PutLead writes: "lead:<source>".
+func (l Lead) mappingRule() string {
+	if l.Source == "" {
+		return "lead"
+	}
+	return "lead:" + string(l.Source)
+}
+
+// Mapping says that a Stripe customer is an RF lead, and which matching rule found it.
+type Mapping struct {
+	CustomerID string
+	LeadID     int64
+	Rule       string
+	MappedAt   time.Time
+}
+
+// SpendKind is the kind of a spend entry; it fixes the sign of the amount.
+type SpendKind string
+
+// Spend kinds.
+const (
+	SpendPayment           SpendKind = "payment"            // invoice paid: amount ≥ 0
+	SpendRefund            SpendKind = "refund"             // refund: amount ≤ 0
+	SpendDisputeWithdrawn  SpendKind = "dispute_withdrawn"  // dispute opened, funds withdrawn: ≤ 0
+	SpendDisputeReinstated SpendKind = "dispute_reinstated" // dispute won, funds back: ≥ 0
+)
+
+// SpendEntry is one effect on a lead's net paid amount.
+type SpendEntry struct {
+	LeadID int64
+	// Key is unique per effect across all leads ("in_123#paid", "re_456", "dp_789#created",
+	// "dp_789#won"): applying the same key twice counts once.
+	Key         string
+	Kind        SpendKind
+	Currency    string // lower-case ISO 4217
+	AmountMinor int64  // signed: payments and reinstatements +, refunds and withdrawals −
+	InvoiceID   string // for payments: the invoice is counted once, whatever the Key
+	At          time.Time
+}
+
+func (e SpendEntry) validate() error {
+	switch {
+	case e.LeadID <= 0:
+		return fmt.Errorf("%w: spend %q: lead id %d", ErrInvalid, e.Key, e.LeadID)
+	case e.Key == "":
+		return fmt.Errorf("%w: spend entry without a key", ErrInvalid)
+	case !validCurrency(e.Currency):
+		return fmt.Errorf("%w: spend %q: currency %q is not lower-case ISO 4217", ErrInvalid, e.Key, e.Currency)
+	}
+	var ok bool
+	switch e.Kind {
+	case SpendPayment, SpendDisputeReinstated:
+		ok = e.AmountMinor >= 0
+	case SpendRefund, SpendDisputeWithdrawn:
+		ok = e.AmountMinor <= 0
+	default:
+		return fmt.Errorf("%w: spend %q: kind %q", ErrInvalid, e.Key, e.Kind)
+	}
+	if !ok {
+		return fmt.Errorf("%w: spend %q: amount %d has the wrong sign for %s", ErrInvalid, e.Key, e.AmountMinor, e.Kind)
+	}
+	return nil
+}
+
+func validCurrency(c string) bool {
+	if len(c) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if c[i] < 'a' || c[i] > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// Spend is a lead's net paid amount per currency, in minor units. Currencies are never
+// converted or summed together.
+type Spend struct {
+	LeadID    int64
+	Net       map[string]int64
+	UpdatedAt time.Time
+}
+
+// Origin says who qualified a lead.
+type Origin string
+
+// Qualification origins.
+const (
+	OriginRefbridge Origin = "refbridge"
+	OriginRFWebhook Origin = "rf_webhook" // learned from RF's lead-qualified webhook
+	OriginOther     Origin = "other"
+)
+
+// Qualification is one qualification of a lead. A lead's qualifications are numbered 1, 2, ...
+// (Seq); at most one stands at a time, and only the latest can.
+type Qualification struct {
+	LeadID     int64
+	Seq        int64 // assigned by Qualify
+	ReferrerID int64 // the lead's referrer, a possible reward recipient
+	At         time.Time
+	Origin     Origin
+	InvoiceID  string
+	Rule       string // the matching rule that tied the payment to the lead
+
+	ReversedAt     time.Time
+	ReversalReason string
+
+	MatchedDueRewardID int64
+}
+
+// Standing reports whether the qualification has not been reversed.
+func (q Qualification) Standing() bool { return q.ReversedAt.IsZero() }
+
+// Ref identifies the qualification.
+func (q Qualification) Ref() QualificationRef { return QualificationRef{LeadID: q.LeadID, Seq: q.Seq} }
+
+// QualificationRef identifies one qualification of one lead.
+type QualificationRef struct {
+	LeadID int64
+	Seq    int64
+}
+
+// IsZero reports whether the reference points at nothing.
+func (r QualificationRef) IsZero() bool { return r.LeadID == 0 && r.Seq == 0 }
+
+// NextQualificationSeq is the Seq the lead's next Qualify will get, given its latest
+// qualification (found=false: it has none). It names the generation in intent targets.
+func NextQualificationSeq(latest Qualification, found bool) int64 {
+	if !found {
+		return 1
+	}
+	if latest.Standing() {
+		return latest.Seq
+	}
+	return latest.Seq + 1
+}
+
+func (q Qualification) validate() error {
+	if q.LeadID <= 0 {
+		return fmt.Errorf("%w: qualification: lead id %d", ErrInvalid, q.LeadID)
+	}
+	switch q.Origin {
+	case OriginRefbridge, OriginRFWebhook, OriginOther:
+	default:
+		return fmt.Errorf("%w: qualification of lead %d: origin %q", ErrInvalid, q.LeadID, q.Origin)
+	}
+	return nil
+}
+
+// RewardState is what refbridge knows about a due reward.
+type RewardState string
+
+// Due-reward states. Issued and canceled are final.
+const (
+	RewardSeen     RewardState = "seen"
+	RewardIssued   RewardState = "issued"
+	RewardCanceled RewardState = "canceled"
+)
+
+// Who settled a due reward.
+const (
+	SettledBySweep     = "sweep"
+	SettledByRFWebhook = "rf_webhook"
+)
+
+// DueReward is a due reward of RF as refbridge recorded it.
+type DueReward struct {
+	ID          int64 // RF's due-reward id, the one issue/cancel take
+	RewardID    int64 // the reward definition
+	RecipientID int64
+	Metric      string
+	// FirstSeenAt never moves: it starts the hold of a reward with no qualification behind it.
+	FirstSeenAt time.Time
+
+	State     RewardState
+	SettledAt time.Time
+	SettledBy string
+
+	Matched QualificationRef // zero: not matched
+}
+
+// IntentKind is the kind of remote effect an intent guards.
+type IntentKind string
+
+// Intent kinds.
+const (
+	IntentQualify    IntentKind = "qualify"
+	IntentUnqualify  IntentKind = "unqualify"
+	IntentIssue      IntentKind = "issue"
+	IntentCancel     IntentKind = "cancel"
+	IntentCreateLead IntentKind = "create_lead" // POST /users at signup
+)
+
+func (k IntentKind) valid() bool {
+	switch k {
+	case IntentQualify, IntentUnqualify, IntentIssue, IntentCancel, IntentCreateLead:
+		return true
+	}
+	return false
+}
+
+// IntentStatus is an intent's state.
+type IntentStatus string
+
+// Intent states.
+const (
+	IntentPending IntentStatus = "pending" // begun; the remote call may or may not have happened
+	IntentDone    IntentStatus = "done"    // confirmed; never begun again
+	IntentFailed  IntentStatus = "failed"  // the call is known not to have taken effect; retryable
+)
+
+// Intent records a remote effect before it is attempted (PRODUCT.md "Exactly once").
+//
+// There is one intent per (Kind, Target) for ever, so the target carries the generation of
+// effects that can legitimately repeat: qualify and unqualify target one qualification
+// (QualificationTarget: lead id and Seq), so a lead unqualified after a refund and qualified
+// again after a won dispute uses a new target. Issue and cancel target a due reward
+// (DueRewardTarget), which is settled once. Create-lead targets the campaign and email hash
+// (LeadCreationTarget).
+type Intent struct {
+	Kind   IntentKind
+	Target string
+	Ref    string // what caused the first attempt (invoice, event, sweep run)
+
+	Status      IntentStatus
+	Attempts    int
+	CreatedAt   time.Time
+	AttemptedAt time.Time // start of the latest attempt
+	FinishedAt  time.Time
+	LastError   string
+
+	// PreviousAttemptAt is set only with ErrIntentPending: when the unfinished attempt began. A
+	// recent one may still be in flight (answer "in progress"); an old one crashed (reconcile).
+	PreviousAttemptAt time.Time
+}
+
+// QualificationTarget is the intent target for qualifying (or unqualifying) qualification seq of
+// a lead; NextQualificationSeq gives the seq a Qualify is about to create.
+func QualificationTarget(leadID, seq int64) string {
+	return strconv.FormatInt(leadID, 10) + "#" + strconv.FormatInt(seq, 10)
+}
+
+// DueRewardTarget is the intent target for issuing or canceling a due reward.
+func DueRewardTarget(dueRewardID int64) string { return strconv.FormatInt(dueRewardID, 10) }
+
+// LeadCreationTarget is the intent target for creating the lead of an email in a campaign.
+func LeadCreationTarget(campaignID int64, emailHash string) string {
+	return strconv.FormatInt(campaignID, 10) + "#" + emailHash
+}
+
+// UnmatchedStatus is the state of an unmatched paid invoice.
+type UnmatchedStatus string
+
+// Unmatched states.
+const (
+	UnmatchedWaiting UnmatchedStatus = "waiting" // retried until RetryUntil
+	UnmatchedMatched UnmatchedStatus = "matched"
+	UnmatchedExpired UnmatchedStatus = "expired"
+)
+
+// Unmatched is a paid invoice that matched no lead yet.
+type Unmatched struct {
+	InvoiceID   string
+	CustomerID  string
+	EmailHash   string
+	AmountMinor int64
+	Currency    string
+	Reason      string // why the last attempt did not match
+	PaidAt      time.Time
+	RetryUntil  time.Time
+	NextRetryAt time.Time
+	Retries     int // reschedules so far
+
+	Status           UnmatchedStatus
+	ResolvedAt       time.Time
+	ResolutionReason string
+}
+
+func (u Unmatched) validate() error {
+	switch {
+	case u.InvoiceID == "":
+		return fmt.Errorf("%w: unmatched invoice without an id", ErrInvalid)
+	case u.Currency != "" && !validCurrency(u.Currency):
+		return fmt.Errorf("%w: unmatched %s: currency %q", ErrInvalid, u.InvoiceID, u.Currency)
+	case !validEmailHash(u.EmailHash):
+		return fmt.Errorf("%w: unmatched %s: EmailHash is not a HashEmail digest", ErrInvalid, u.InvoiceID)
+	}
+	return nil
+}
+
+// Decision is one entry of the decision log: what was decided about a subject, by which rule,
+// from which inputs. Inputs must not hold raw emails.
+type Decision struct {
+	Subject   string // "due#12", "invoice#in_1", "lead#42"
+	At        time.Time
+	Rule      string
+	Outcome   string
+	Reason    string
+	Inputs    map[string]string
+	ExpiresAt time.Time // set by the store: At + retention
+}
+
+// recorded completes a new unmatched record: waiting, first retry now unless given.
+func (u Unmatched) recorded(now time.Time) Unmatched {
+	if u.NextRetryAt.IsZero() {
+		u.NextRetryAt = now
+	}
+	u.PaidAt, u.RetryUntil, u.NextRetryAt = utc(u.PaidAt), utc(u.RetryUntil), utc(u.NextRetryAt)
+	u.Status, u.Retries, u.ResolvedAt, u.ResolutionReason = UnmatchedWaiting, 0, time.Time{}, ""
+	return u
+}
+
+// resolvedConflict answers a change to an unmatched invoice that is no longer waiting: resolving
+// it the same way again is a no-op; anything else conflicts with the resolution.
+func resolvedConflict(cur Unmatched, op string, outcome UnmatchedStatus) (Unmatched, error) {
+	if outcome != "" && cur.Status == outcome {
+		return cur, nil
+	}
+	return cur, fmt.Errorf("ledger: %s unmatched %s: already %s: %w", op, cur.InvoiceID, cur.Status, ErrConflict)
+}
+
+// utc drops the zone and the monotonic reading, so that stored and returned times compare equal.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Round(0)
+}
