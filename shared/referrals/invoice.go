@@ -1,0 +1,299 @@
+package referrals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/ledger"
+	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/stripeevents"
+)
+
+// InvoicePaid counts a paid invoice toward its lead's net paid amount and qualifies the lead in
+// RF once that amount reaches the threshold inside the attribution window. An error is
+// transient (RF or DynamoDB): the caller answers 503 and Stripe retries; every step is
+// idempotent, so the retry resumes where this attempt stopped.
+func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time) (Result, error) {
+	subject := "invoice#" + inv.ID
+	if inv.AmountPaid <= 0 {
+		out := Result{Outcome: Ignored, Reason: "zero-amount invoice (trial) never qualifies"}
+		s.decide(ctx, subject, "amount", out, nil)
+		return out, nil
+	}
+	counted, err := s.ledger.InvoiceCounted(ctx, inv.ID)
+	if err != nil {
+		return Result{}, fmt.Errorf("invoice %s: %w", inv.ID, err)
+	}
+	if counted {
+		// Counted, but a crash may have come before the qualification: finish that part.
+		return s.qualifyIfDue(ctx, inv, Result{Outcome: Duplicate, Reason: "invoice already counted"})
+	}
+	lead, rule, err := s.match(ctx, inv)
+	if errors.Is(err, errNoMatch) {
+		return s.unmatched(ctx, inv, paidAt, err)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("match invoice %s: %w", inv.ID, err)
+	}
+	if inv.CustomerID != "" {
+		if _, err := s.ledger.MapCustomer(ctx, inv.CustomerID, lead.ID, rule); err != nil && !errors.Is(err, ledger.ErrConflict) {
+			return Result{}, fmt.Errorf("map customer of invoice %s: %w", inv.ID, err)
+		} else if err != nil {
+			s.log.WarnContext(ctx, "customer already mapped to another lead; metadata match kept",
+				"invoice", inv.ID, "lead", lead.ID, "rule", rule)
+		}
+	}
+	inputs := map[string]string{"lead": itoa(lead.ID), "rule": rule, "amount": itoa(inv.AmountPaid), "currency": inv.Currency}
+	if s.set.Window > 0 && !lead.SignedUpAt.IsZero() && paidAt.After(lead.SignedUpAt.Add(s.set.Window)) {
+		out := Result{Outcome: Ignored, Reason: "paid outside the attribution window", LeadID: lead.ID, Rule: rule}
+		s.decide(ctx, subject, "window", out, inputs)
+		return out, nil
+	}
+	_, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: inv.ID + "#paid",
+		Kind: ledger.SpendPayment, Currency: strings.ToLower(inv.Currency), AmountMinor: inv.AmountPaid,
+		InvoiceID: inv.ID, At: paidAt})
+	if err != nil {
+		return Result{}, fmt.Errorf("count invoice %s: %w", inv.ID, err)
+	}
+	out := Result{Outcome: Counted, LeadID: lead.ID, Rule: rule}
+	if !applied {
+		out.Outcome, out.Reason = Duplicate, "invoice already counted"
+	}
+	return s.qualifyIfDue(ctx, inv, out)
+}
+
+// qualifyIfDue qualifies the invoice's lead when its net paid amount reaches the threshold and
+// it has no standing qualification. Renewals of a qualified lead cost no RF call.
+func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, out Result) (Result, error) {
+	subject := "invoice#" + inv.ID
+	if out.LeadID == 0 { // a duplicate delivery: find the lead the first delivery counted for
+		if inv.CustomerID == "" {
+			return out, nil
+		}
+		lead, err := s.ledger.LeadByCustomer(ctx, inv.CustomerID)
+		if err != nil {
+			if errors.Is(err, ledger.ErrNotFound) {
+				return out, nil
+			}
+			return Result{}, fmt.Errorf("invoice %s: lead: %w", inv.ID, err)
+		}
+		out.LeadID = lead.ID
+	}
+	latest, err := s.ledger.LatestQualification(ctx, out.LeadID)
+	found := err == nil
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return Result{}, fmt.Errorf("invoice %s: qualification of lead %d: %w", inv.ID, out.LeadID, err)
+	}
+	if found && latest.Standing() {
+		if out.Reason == "" {
+			out.Reason = "lead already qualified"
+		}
+		return out, nil
+	}
+	currency := strings.ToLower(inv.Currency)
+	min, ok := s.set.Threshold.For(currency)
+	if !ok {
+		out.Reason = "no qualifying threshold for " + currency
+		s.decide(ctx, subject, "threshold", out, nil)
+		return out, nil
+	}
+	sp, err := s.ledger.SpendOf(ctx, out.LeadID)
+	if err != nil {
+		return Result{}, fmt.Errorf("invoice %s: spend of lead %d: %w", inv.ID, out.LeadID, err)
+	}
+	spend := sp.Net[currency]
+	inputs := map[string]string{"lead": itoa(out.LeadID), "net": itoa(spend), "threshold": itoa(min), "currency": currency}
+	if spend < min {
+		if out.Reason == "" {
+			out.Reason = fmt.Sprintf("net paid %d %s is below the threshold %d", spend, currency, min)
+		}
+		s.decide(ctx, subject, "threshold", out, inputs)
+		return out, nil
+	}
+	lead, err := s.ledger.LeadByID(ctx, out.LeadID)
+	if err != nil {
+		return Result{}, fmt.Errorf("invoice %s: lead %d: %w", inv.ID, out.LeadID, err)
+	}
+	return s.qualify(ctx, lead, ledger.NextQualificationSeq(latest, found), inv, out, inputs)
+}
+
+// qualify runs intent → RF call → confirm. PUT /users/qualification sets a state, so a retry
+// after a crash simply sets it again; the intent records that the call was made.
+func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, inv stripeevents.Invoice, out Result, inputs map[string]string) (Result, error) {
+	subject := "invoice#" + inv.ID
+	target := ledger.QualificationTarget(lead.ID, seq)
+	if s.set.DryRun {
+		out.Reason = "dry run: would qualify the lead"
+		s.log.InfoContext(ctx, "dry run: would call PUT /users/qualification", "lead", lead.ID, "qualified", true)
+		s.decide(ctx, subject, "threshold", Result{Outcome: Qualified, Reason: out.Reason}, inputs)
+		return out, nil
+	}
+	_, err := s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: subject})
+	switch {
+	case errors.Is(err, ledger.ErrIntentDone):
+		// The call was confirmed but the qualification not recorded (a crash in between).
+	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
+		return Result{}, fmt.Errorf("qualify lead %d: intent: %w", lead.ID, err)
+	default:
+		ref := rf.UserRef{ID: lead.ID}
+		if _, err := s.rf.SetQualification(ctx, ref, true); err != nil {
+			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentFailed, err.Error()); ferr != nil {
+				s.log.WarnContext(ctx, "could not record a failed qualification", "lead", lead.ID, "error", ferr.Error())
+			}
+			if rf.IsNotFound(err) || rf.IsValidation(err) {
+				out.Outcome, out.Reason = Counted, "Referral Factory refused to qualify the user (not a lead there)"
+				s.decide(ctx, subject, "qualify", out, inputs)
+				return out, nil
+			}
+			return Result{}, fmt.Errorf("qualify lead %d: %w", lead.ID, err)
+		}
+		if _, err := s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentDone, ""); err != nil {
+			return Result{}, fmt.Errorf("qualify lead %d: confirm intent: %w", lead.ID, err)
+		}
+	}
+	_, err = s.ledger.Qualify(ctx, ledger.Qualification{LeadID: lead.ID, ReferrerID: lead.ReferrerID, At: s.now(),
+		Origin: ledger.OriginRefbridge, InvoiceID: inv.ID, Rule: out.Rule})
+	if err != nil && !errors.Is(err, ledger.ErrAlreadyQualified) {
+		return Result{}, fmt.Errorf("qualify lead %d: record: %w", lead.ID, err)
+	}
+	out.Outcome, out.Reason = Qualified, "lead qualified"
+	s.decide(ctx, subject, "threshold", out, inputs)
+	return out, nil
+}
+
+// match runs the matching chain; the first hit wins.
+func (s *Service) match(ctx context.Context, inv stripeevents.Invoice) (ledger.Lead, string, error) {
+	for _, md := range []map[string]string{inv.Metadata, inv.SubscriptionMetadata} {
+		for _, key := range []string{"rf_user_id", "rf_code"} {
+			v := strings.TrimSpace(md[key])
+			if v == "" {
+				continue
+			}
+			lead, ok, err := s.leadFromRF(ctx, key, v)
+			if err != nil {
+				return ledger.Lead{}, "", err
+			}
+			if ok {
+				return lead, RuleMetadata, nil
+			}
+			s.log.WarnContext(ctx, "metadata names no lead", "invoice", inv.ID, "key", key)
+		}
+	}
+	if inv.CustomerID != "" {
+		lead, err := s.ledger.LeadByCustomer(ctx, inv.CustomerID)
+		if err == nil {
+			return lead, RuleCustomerMap, nil
+		}
+		if !errors.Is(err, ledger.ErrNotFound) {
+			return ledger.Lead{}, "", err
+		}
+	}
+	email := rf.NormalizeEmail(inv.CustomerEmail)
+	if email == "" {
+		return ledger.Lead{}, "", fmt.Errorf("%w: no metadata, no mapping and no email", errNoMatch)
+	}
+	leads, err := s.ledger.LeadsByEmail(ctx, ledger.HashEmail(email))
+	if err != nil {
+		return ledger.Lead{}, "", err
+	}
+	if lead, ok := s.inCampaigns(leads); ok {
+		return lead, RuleEmailIndex, nil
+	}
+	for _, campaign := range s.set.CampaignIDs {
+		users, err := s.rf.FindUsersByEmail(ctx, campaign, email)
+		if err != nil {
+			return ledger.Lead{}, "", err
+		}
+		for _, u := range users {
+			if u.IsLead() {
+				lead, err := s.rememberLead(ctx, u, email)
+				return lead, RuleRFEmail, err
+			}
+		}
+	}
+	return ledger.Lead{}, "", fmt.Errorf("%w: not a lead by metadata, customer or email in any configured campaign", errNoMatch)
+}
+
+// inCampaigns picks the lead of the first configured campaign (any, when none is configured).
+func (s *Service) inCampaigns(leads []ledger.Lead) (ledger.Lead, bool) {
+	if len(s.set.CampaignIDs) == 0 && len(leads) > 0 {
+		return leads[0], true
+	}
+	for _, c := range s.set.CampaignIDs {
+		for _, l := range leads {
+			if l.CampaignID == c && l.ReferrerID != 0 {
+				return l, true
+			}
+		}
+	}
+	return ledger.Lead{}, false
+}
+
+// leadFromRF resolves metadata (an RF user id or code) to a lead: from the ledger, else from RF.
+func (s *Service) leadFromRF(ctx context.Context, key, v string) (ledger.Lead, bool, error) {
+	var lead ledger.Lead
+	var err error
+	if key == "rf_user_id" {
+		id, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || id <= 0 {
+			return ledger.Lead{}, false, nil
+		}
+		lead, err = s.ledger.LeadByID(ctx, id)
+	} else {
+		lead, err = s.ledger.LeadByCode(ctx, v)
+	}
+	if err == nil && lead.ReferrerID != 0 {
+		return lead, true, nil
+	}
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return ledger.Lead{}, false, err
+	}
+	u, err := s.rf.GetUser(ctx, v)
+	if rf.IsNotFound(err) {
+		return ledger.Lead{}, false, nil
+	}
+	if err != nil {
+		return ledger.Lead{}, false, err
+	}
+	if !u.IsLead() {
+		return ledger.Lead{}, false, nil
+	}
+	lead, err = s.rememberLead(ctx, u, u.Email)
+	return lead, err == nil, err
+}
+
+// rememberLead stores an RF lead in the ledger so later payments match without an RF call.
+func (s *Service) rememberLead(ctx context.Context, u rf.User, email string) (ledger.Lead, error) {
+	l := ledger.Lead{ID: u.ID, Code: u.Code, ReferrerID: u.ReferrerID, CampaignID: u.CampaignID,
+		SignedUpAt: u.SignedUpAt.Time, Source: ledger.SourceAPI}
+	if email != "" {
+		l.SetEmail(email)
+	}
+	stored, err := s.ledger.PutLead(ctx, l)
+	if err != nil {
+		return ledger.Lead{}, fmt.Errorf("remember lead %d: %w", u.ID, err)
+	}
+	return stored, nil
+}
+
+// unmatched records a paid invoice that matched nothing, to be retried by the sweep.
+func (s *Service) unmatched(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time, why error) (Result, error) {
+	u := ledger.Unmatched{InvoiceID: inv.ID, CustomerID: inv.CustomerID, AmountMinor: inv.AmountPaid,
+		Currency: strings.ToLower(inv.Currency), Reason: why.Error(), PaidAt: paidAt,
+		RetryUntil: s.now().Add(s.set.UnmatchedRetry)}
+	if e := rf.NormalizeEmail(inv.CustomerEmail); e != "" {
+		u.EmailHash = ledger.HashEmail(e)
+	}
+	if _, err := s.ledger.RecordUnmatched(ctx, u); err != nil {
+		return Result{}, fmt.Errorf("record unmatched invoice %s: %w", inv.ID, err)
+	}
+	out := Result{Outcome: Unmatched, Reason: "not referred: " + strings.TrimPrefix(why.Error(), errNoMatch.Error()+": ")}
+	s.decide(ctx, "invoice#"+inv.ID, "match", out, map[string]string{"customer": inv.CustomerID})
+	return out, nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
