@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Status is a record's state.
@@ -132,40 +133,78 @@ func (i *Idempotency) Do(ctx context.Context, key string, payload []byte, work f
 		Owner:                i.cfg.NewOwner(),
 	}
 	existing, err := i.store.PutInProgress(ctx, rec, now)
-	if err != nil {
-		if !errors.Is(err, errConflict) || existing == nil {
-			return Result{}, fmt.Errorf("idempotency lock %s: %w", key, err)
-		}
+	switch {
+	case err == nil:
+	case errors.Is(err, errConflict) && existing != nil && existing.Owner == rec.Owner:
+		// Our own write, retried by the SDK after its answer was lost: we hold the lock.
+	case errors.Is(err, errConflict) && existing != nil:
 		return i.conflict(key, existing, validation, now)
+	default:
+		return Result{}, fmt.Errorf("idempotency lock %s: %w", key, err)
 	}
 
-	data, werr := work(ctx)
+	// The work gets the invocation's time less a margin, so that a result finished just in time
+	// can still be saved: otherwise the retry would run the work again.
+	wctx, cancel := workContext(ctx)
+	defer cancel()
+	data, werr := work(wctx)
 	if werr != nil {
 		// Release even if ctx is done: a record left behind would block retries until the lease
 		// ends. WithoutCancel keeps the values (tracing) and drops the cancellation.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+		defer rcancel()
 		if rerr := i.store.Release(rctx, key, rec.Owner); rerr != nil {
 			return Result{}, errors.Join(werr, fmt.Errorf("idempotency release %s: %w", key, rerr))
 		}
 		return Result{}, werr
 	}
+	if !utf8.Valid(data) {
+		// Stored as a string attribute, as Powertools does; the handlers' results are JSON.
+		return Result{Data: data}, fmt.Errorf("idempotency save %s: the result is not UTF-8 text", key)
+	}
 	rec.Status = StatusCompleted
 	rec.Data = data
 	rec.Expiration = i.cfg.Now().Add(i.cfg.Expiration).Truncate(time.Second)
-	if err := i.store.Complete(ctx, rec); err != nil {
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer scancel()
+	if err := i.store.Complete(sctx, rec); err != nil {
 		return Result{Data: data}, fmt.Errorf("idempotency save %s: %w", key, err)
 	}
 	return Result{Data: data}, nil
 }
 
+// saveTimeout bounds the writes made after the work (save or release), which run even when the
+// invocation's context is done.
+const saveTimeout = 5 * time.Second
+
+// workContext gives the work the caller's deadline less a margin of up to two seconds (a tenth
+// of the time left when that is shorter), kept for saving the result.
+func workContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	margin := min(2*time.Second, time.Until(dl)/10)
+	return context.WithDeadline(ctx, dl.Add(-margin))
+}
+
+// alive reports whether a record still holds at now, with the same whole-second and
+// whole-millisecond comparisons the DynamoDB condition makes, so both stores agree.
+func alive(r Record, now time.Time) (completed, inProgress bool) {
+	notExpired := r.Expiration.Unix() >= now.Unix()
+	completed = r.Status == StatusCompleted && notExpired
+	inProgress = r.Status == StatusInProgress && notExpired && r.InProgressExpiration.UnixMilli() >= now.UnixMilli()
+	return completed, inProgress
+}
+
 // conflict decides what an existing record means, in Powertools' order: a live lock first,
 // then a completed result, whose payload must match.
 func (i *Idempotency) conflict(key string, ex *Record, validation string, now time.Time) (Result, error) {
+	completed, inProgress := alive(*ex, now)
 	switch {
-	case ex.Status == StatusInProgress && ex.InProgressExpiration.After(now):
+	case inProgress:
 		return Result{}, fmt.Errorf("%w: %s until %s", ErrInProgress, key, ex.InProgressExpiration.UTC().Format(time.RFC3339Nano))
-	case ex.Status == StatusCompleted && ex.Expiration.After(now):
+	case completed:
 		if validation != "" && ex.Validation != "" && ex.Validation != validation {
 			return Result{}, fmt.Errorf("%w: %s", ErrPayloadMismatch, key)
 		}

@@ -237,8 +237,15 @@ func TestRace(t *testing.T) {
 				}
 			}()
 		}
-		// Wait until every loser has answered, then let the winner finish.
+		// Wait until every loser has answered, then let the winner finish. If two won, the
+		// losers never add up: fail instead of hanging.
+		giveUp := time.Now().Add(time.Minute)
 		for inProgress.Load()+other.Load() < n-1 {
+			if time.Now().After(giveUp) || runs.Load() > 1 {
+				close(release)
+				wg.Wait()
+				t.Fatalf("runs %d, in progress %d, other %d", runs.Load(), inProgress.Load(), other.Load())
+			}
 			time.Sleep(time.Millisecond)
 		}
 		close(release)
@@ -264,4 +271,82 @@ func TestEmptyKey(t *testing.T) {
 	if _, err := r.Do(context.Background(), "", nil, work(new(atomic.Int32), "", nil)); err == nil {
 		t.Fatal("empty key accepted")
 	}
+}
+
+// TestResultFinishedAtTheDeadlineIsSaved: work that uses all the time it is given still leaves
+// time to save its result, so the redelivery replays it instead of running it again.
+func TestResultFinishedAtTheDeadlineIsSaved(t *testing.T) {
+	stores(t, func(t *testing.T, e *env) {
+		r := e.runner(Config{})
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		var n atomic.Int32
+		res, err := r.Do(ctx, "evt_slow", nil, func(wctx context.Context) ([]byte, error) {
+			n.Add(1)
+			<-wctx.Done() // the work runs until the time it was given is up, then succeeds
+			return []byte("done"), nil
+		})
+		if err != nil || string(res.Data) != "done" {
+			t.Fatalf("slow work: %+v %v", res, err)
+		}
+		res, err = r.Do(context.Background(), "evt_slow", nil, work(&n, "again", nil))
+		if err != nil || !res.Replayed || n.Load() != 1 {
+			t.Fatalf("redelivery: %+v %v (runs %d)", res, err, n.Load())
+		}
+	})
+}
+
+// TestExpiryBoundary: both stores compare expiry in whole seconds, as the DynamoDB condition
+// does, so they agree half a second after the stored expiration.
+func TestExpiryBoundary(t *testing.T) {
+	stores(t, func(t *testing.T, e *env) {
+		r := e.runner(Config{Expiration: time.Hour})
+		var n atomic.Int32
+		if _, err := r.Do(context.Background(), "evt_edge", nil, work(&n, "first", nil)); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(time.Hour + 500*time.Millisecond) // same second as the expiration
+		res, err := r.Do(context.Background(), "evt_edge", nil, work(&n, "second", nil))
+		if err != nil || !res.Replayed {
+			t.Fatalf("in the expiration second: %+v %v", res, err)
+		}
+		e.clock.Advance(time.Second)
+		res, err = r.Do(context.Background(), "evt_edge", nil, work(&n, "second", nil))
+		if err != nil || res.Replayed || string(res.Data) != "second" {
+			t.Fatalf("after it: %+v %v", res, err)
+		}
+	})
+}
+
+func TestNonTextResultIsRefused(t *testing.T) {
+	stores(t, func(t *testing.T, e *env) {
+		r := e.runner(Config{})
+		var n atomic.Int32
+		if _, err := r.Do(context.Background(), "evt_bin", nil, work(&n, "\xff\x00", nil)); err == nil {
+			t.Fatal("a non-UTF-8 result was accepted")
+		}
+	})
+}
+
+// retriedPut replays every PutInProgress, as the SDK does when a write's answer is lost: the
+// second attempt finds the record the first one wrote.
+type retriedPut struct{ Store }
+
+func (s retriedPut) PutInProgress(ctx context.Context, rec Record, now time.Time) (*Record, error) {
+	if _, err := s.Store.PutInProgress(ctx, rec, now); err != nil {
+		return nil, err
+	}
+	return s.Store.PutInProgress(ctx, rec, now)
+}
+
+func TestOwnRetriedLockIsOurs(t *testing.T) {
+	stores(t, func(t *testing.T, e *env) {
+		e.store = retriedPut{e.store}
+		r := e.runner(Config{})
+		var n atomic.Int32
+		res, err := r.Do(context.Background(), "evt_retried", nil, work(&n, "ok", nil))
+		if err != nil || string(res.Data) != "ok" || n.Load() != 1 {
+			t.Fatalf("%+v %v (runs %d)", res, err, n.Load())
+		}
+	})
 }

@@ -18,11 +18,11 @@ func NewMemory() *Memory { return &Memory{recs: map[string]Record{}} }
 
 var _ Store = (*Memory)(nil)
 
-// free is the lock condition, shared by both stores: absent, expired, or in progress with its
-// lease ended.
+// free is the lock condition of both stores: absent, expired, or in progress with its lease
+// ended, compared in whole seconds and milliseconds as the DynamoDB condition does.
 func free(r Record, found bool, now time.Time) bool {
-	return !found || r.Expiration.Before(now) ||
-		(r.Status == StatusInProgress && r.InProgressExpiration.Before(now))
+	return !found || r.Expiration.Unix() < now.Unix() ||
+		(r.Status == StatusInProgress && r.InProgressExpiration.UnixMilli() < now.UnixMilli())
 }
 
 // PutInProgress implements Store.

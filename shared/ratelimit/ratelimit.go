@@ -31,14 +31,18 @@ type Limit struct {
 	Burst  int
 }
 
-// PerMinute is n calls a minute with a burst of about a second's worth (at most 10).
+// PerMinute is n calls a minute with a burst of about a second's worth (at most 10, and always
+// fewer than n).
 func PerMinute(n int) Limit {
-	return Limit{Events: n, Per: time.Minute, Burst: max(1, min(n/60, 10))}
+	return Limit{Events: n, Per: time.Minute, Burst: max(1, min(n/60, 10, n-1))}
 }
 
 // interval spaces tokens (in microseconds) so that a full burst plus the steady flow never
 // exceeds Events in any window of length Per: Burst + Per/interval ≤ Events.
 func (l Limit) interval() (int64, error) {
+	if l.Events == 1 && l.Burst == 1 && l.Per >= time.Millisecond {
+		return l.Per.Microseconds() + 1, nil // one call, then a full window of nothing
+	}
 	if l.Events < 1 || l.Per < time.Millisecond || l.Burst < 1 || l.Burst >= l.Events {
 		return 0, fmt.Errorf("ratelimit: invalid limit %+v: need 1 ≤ burst < events and per ≥ 1ms", l)
 	}
@@ -102,7 +106,10 @@ func (b *Bucket) Wait(ctx context.Context) error {
 	return err
 }
 
-// Reserve takes a token and returns the time the bucket granted it.
+// Reserve takes a token and returns the time the bucket granted it: the clock reading its
+// successful conditional write was made with. The limit holds exactly on these times; the calls
+// themselves start a request's latency later, which is why refbridge's default (500/min) stays
+// well under RF's 600.
 func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
 	for {
 		if err := ctx.Err(); err != nil {

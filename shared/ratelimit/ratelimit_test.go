@@ -34,8 +34,13 @@ func TestLimitInterval(t *testing.T) {
 			t.Errorf("%+v: burst + per/interval exceeds events", tt.l)
 		}
 	}
-	if l := PerMinute(30); l.Burst != 1 {
-		t.Errorf("PerMinute(30) burst %d", l.Burst)
+	for _, n := range []int{1, 2, 30, 600} {
+		if _, err := PerMinute(n).interval(); err != nil {
+			t.Errorf("PerMinute(%d): %v", n, err)
+		}
+	}
+	if iv, _ := PerMinute(1).interval(); iv <= time.Minute.Microseconds() {
+		t.Errorf("PerMinute(1) allows a second call within the minute: interval %dµs", iv)
 	}
 }
 
@@ -127,8 +132,19 @@ func TestDeadlineAndPenalty(t *testing.T) {
 		t.Fatalf("granted %s after the penalty began, before it ended", at.Sub(penaltyStart))
 	}
 	// A shorter penalty never shortens a longer one.
+	longStart := time.Now()
+	if err := bk.Penalize(ctx, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	if err := bk.Penalize(ctx, time.Millisecond); err != nil {
 		t.Fatal(err)
+	}
+	at, err = other.Reserve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.Before(longStart.Add(300 * time.Millisecond)) {
+		t.Fatalf("a 1 ms penalty cut a 300 ms one short: granted after %s", at.Sub(longStart))
 	}
 }
 

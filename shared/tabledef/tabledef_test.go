@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/awslabs/goformation/v7"
+	"github.com/awslabs/goformation/v7/cloudformation/policies"
 )
 
 func TestLoadStateTable(t *testing.T) {
@@ -45,5 +47,34 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml"), StateTable); err == nil {
 		t.Fatal("missing file: no error")
+	}
+}
+
+// TestStateTableIsProductionGrade pins what issue 3 asks of the deployed table; CreateTable
+// cannot carry these, so they are checked on the template itself.
+func TestStateTableIsProductionGrade(t *testing.T) {
+	path, err := FindTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := goformation.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := tpl.GetDynamoDBTableWithName(StateTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb.AWSCloudFormationDeletionPolicy != policies.DeletionPolicy("Retain") || tb.AWSCloudFormationUpdateReplacePolicy != policies.UpdateReplacePolicy("Retain") {
+		t.Errorf("deletion/update-replace policy %q/%q, want Retain", tb.AWSCloudFormationDeletionPolicy, tb.AWSCloudFormationUpdateReplacePolicy)
+	}
+	if p := tb.PointInTimeRecoverySpecification; p == nil || p.PointInTimeRecoveryEnabled == nil || !*p.PointInTimeRecoveryEnabled {
+		t.Error("point-in-time recovery is off")
+	}
+	if s := tb.SSESpecification; s == nil || !s.SSEEnabled {
+		t.Error("server-side encryption is off")
+	}
+	if aws.ToString(tb.BillingMode) != "PAY_PER_REQUEST" {
+		t.Errorf("billing mode %q", aws.ToString(tb.BillingMode))
 	}
 }
