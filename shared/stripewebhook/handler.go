@@ -1,0 +1,114 @@
+// Package stripewebhook is the stripe-webhook function's handler: it verifies a Stripe delivery,
+// ignores what refbridge does not handle, runs each event once (idempotency on the event id)
+// and hands it to the referral decisions, then answers with the HTTP contract's outcome.
+package stripewebhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/httpx"
+	"github.com/refbridge/refbridge/shared/idempotency"
+	"github.com/refbridge/refbridge/shared/referrals"
+	"github.com/refbridge/refbridge/shared/stripeevents"
+)
+
+// Decisions is what the handler asks of the referral rules.
+type Decisions interface {
+	InvoicePaid(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time) (referrals.Result, error)
+}
+
+// Once runs work once per key (the idempotency runner).
+type Once interface {
+	Do(ctx context.Context, key string, payload []byte, work func(context.Context) ([]byte, error)) (idempotency.Result, error)
+}
+
+// Handler handles Stripe deliveries.
+type Handler struct {
+	Secrets   []string // STRIPE_WEBHOOK_SECRETS, newest first during a rotation
+	Live      bool     // STRIPE_MODE=live
+	Decisions Decisions
+	Once      Once
+	Log       *slog.Logger
+}
+
+var _ httpx.Handler = (*Handler)(nil)
+
+// stored is what the idempotency record keeps: the first answer, replayed to redeliveries.
+type stored struct {
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason"`
+}
+
+// Handle implements httpx.Handler.
+func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
+	log := h.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ev, err := stripeevents.Verify(r.Body, r.Header["stripe-signature"], h.Secrets, 0)
+	if err != nil {
+		log.WarnContext(ctx, "stripe delivery rejected", "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: verifyReason(err)}
+	}
+	log = log.With("event", ev.ID, "type", ev.Type)
+	if ev.Livemode != h.Live {
+		log.InfoContext(ctx, "stripe event of the other mode ignored", "livemode", ev.Livemode)
+		return httpx.Outcome{Kind: httpx.Ignored, Reason: "event of the other Stripe mode"}
+	}
+	if ev.Type != stripeevents.TypeInvoicePaid {
+		return httpx.Outcome{Kind: httpx.Ignored, Reason: "event type " + ev.Type + " is not handled"}
+	}
+	inv, err := stripeevents.DecodeInvoice(ev.Object)
+	if err != nil {
+		log.WarnContext(ctx, "stripe event malformed", "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: "data.object is not a valid invoice"}
+	}
+	res, err := h.Once.Do(ctx, "stripe#"+ev.ID, r.Body, func(ctx context.Context) ([]byte, error) {
+		out, err := h.Decisions.InvoicePaid(ctx, inv, ev.Created)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(stored{Outcome: string(out.Outcome), Reason: out.Reason})
+	})
+	switch {
+	case errors.Is(err, idempotency.ErrInProgress):
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "the same event is being processed; retry later"}
+	case errors.Is(err, idempotency.ErrPayloadMismatch):
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: "event id reused with a different body"}
+	case err != nil:
+		log.ErrorContext(ctx, "stripe event failed; Stripe will retry", "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "temporary failure; retry later"}
+	}
+	var s stored
+	if err := json.Unmarshal(res.Data, &s); err != nil {
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "stored result unreadable; retry later"}
+	}
+	log.InfoContext(ctx, "stripe event handled", "outcome", s.Outcome, "replayed", res.Replayed)
+	if res.Replayed {
+		return httpx.Outcome{Kind: httpx.Duplicate, Reason: "event already processed: " + s.Outcome}
+	}
+	kind := httpx.Processed
+	if s.Outcome == string(referrals.Ignored) || s.Outcome == string(referrals.Unmatched) {
+		kind = httpx.Ignored
+	}
+	if s.Outcome == string(referrals.Duplicate) {
+		kind = httpx.Duplicate
+	}
+	return httpx.Outcome{Kind: kind, Reason: s.Outcome + ": " + s.Reason}
+}
+
+// verifyReason says what was wrong without echoing anything the sender sent.
+func verifyReason(err error) string {
+	switch {
+	case errors.Is(err, stripeevents.ErrNoSecrets):
+		return "no webhook secret configured"
+	case errors.Is(err, stripeevents.ErrMalformed):
+		return "malformed event"
+	default:
+		return "invalid Stripe-Signature: " + err.Error()
+	}
+}

@@ -1,0 +1,292 @@
+package stripewebhook
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/stripe/stripe-go/v79/webhook"
+
+	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/ddbtest"
+	"github.com/refbridge/refbridge/shared/httpx"
+	"github.com/refbridge/refbridge/shared/idempotency"
+	"github.com/refbridge/refbridge/shared/ledger"
+	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/referrals"
+	"github.com/refbridge/refbridge/shared/rfsim"
+	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
+)
+
+const secret = "whsec_refbridge_test"
+
+type env struct {
+	invoke func(ctx context.Context, ev events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error)
+	ledger ledger.Store
+	sim    *rfsimtest.Sim
+}
+
+// both runs a test end to end through the Lambda handler, with the in-memory state and with
+// DynamoDB Local, against the RF simulator seeded with the demo campaign.
+func both(t *testing.T, live bool, test func(t *testing.T, e env)) {
+	for _, name := range []string{"memory", "dynamodb"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var l ledger.Store = ledger.NewMemory()
+			var idem idempotency.Store = idempotency.NewMemory()
+			if name == "dynamodb" {
+				db, table := ddbtest.Table(t)
+				l, idem = ledger.NewDynamo(db, table), idempotency.NewDynamo(db, table)
+			}
+			sim := rfsimtest.New(t)
+			sim.SeedDemo(t)
+			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil),
+				rf.WithRetryPolicy(rf.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, MaxRetryAfter: time.Second}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			th, _ := config.ParseThreshold("2000")
+			dec := referrals.New(l, client, referrals.Settings{CampaignIDs: []int64{1}, Threshold: th, UnmatchedRetry: 72 * time.Hour}, nil, nil)
+			h := &Handler{Secrets: []string{"whsec_rotated_new", secret}, Live: live, Decisions: dec,
+				Once: idempotency.New(idem, idempotency.Config{})}
+			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim})
+		})
+	}
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "events", "stripe", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// signed is a Function URL event carrying payload signed now, as Stripe sends it.
+func signed(payload []byte) events.LambdaFunctionURLRequest {
+	sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret, Timestamp: time.Now()})
+	ev := events.LambdaFunctionURLRequest{Body: string(payload), Headers: map[string]string{"stripe-signature": sig.Header}, RawPath: "/"}
+	ev.RequestContext.HTTP.Method = "POST"
+	return ev
+}
+
+type answer struct {
+	Status, Reason, Error string
+}
+
+func call(t *testing.T, e env, ev events.LambdaFunctionURLRequest) (int, answer) {
+	t.Helper()
+	resp, err := e.invoke(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	if err := json.Unmarshal([]byte(resp.Body), &a); err != nil {
+		t.Fatalf("body %q: %v", resp.Body, err)
+	}
+	return resp.StatusCode, a
+}
+
+func rfCalls(sim *rfsimtest.Sim, method, path string) int {
+	n := 0
+	for _, c := range sim.Server.Calls() {
+		if c.Method == method && c.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+func withEventID(t *testing.T, payload []byte, id string, edit func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(payload, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["id"] = id
+	if edit != nil {
+		edit(m)
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func TestPaidInvoiceQualifiesOnceThenRenewalsCostNothing(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		status, a := call(t, e, signed(fixture(t, "invoice.paid.2024-06-20.json")))
+		if status != 200 || a.Status != "processed" || !strings.HasPrefix(a.Reason, "qualified") {
+			t.Fatalf("first invoice: %d %+v", status, a)
+		}
+		if rfCalls(e.sim, "PUT", "/api/v2/users/qualification") != 1 {
+			t.Fatal("expected one qualification call")
+		}
+		before := len(e.sim.Server.Calls())
+		// The renewal arrives in the basil shape (subscription under parent), with rf_code.
+		status, a = call(t, e, signed(fixture(t, "invoice.paid.2025-03-31.basil.json")))
+		if status != 200 || !strings.HasPrefix(a.Reason, "counted") {
+			t.Fatalf("renewal: %d %+v", status, a)
+		}
+		if got := len(e.sim.Server.Calls()) - before; got != 0 {
+			t.Fatalf("renewal made %d RF calls", got)
+		}
+		// Stripe redelivers the first event: replayed, nothing runs again.
+		status, a = call(t, e, signed(fixture(t, "invoice.paid.2024-06-20.json")))
+		if status != 200 || a.Status != "duplicate" {
+			t.Fatalf("redelivery: %d %+v", status, a)
+		}
+		// Another event about the same invoice (e.g. a resend with a new id): counted once.
+		other := withEventID(t, fixture(t, "invoice.paid.2024-06-20.json"), "evt_other_same_invoice", nil)
+		status, a = call(t, e, signed(other))
+		if status != 200 || a.Status != "duplicate" {
+			t.Fatalf("second event for one invoice: %d %+v", status, a)
+		}
+		sp, err := e.ledger.SpendOf(context.Background(), 5)
+		if err != nil || sp.Net["usd"] != 9800 {
+			t.Fatalf("net %v %v", sp.Net, err)
+		}
+	})
+}
+
+func TestConcurrentDeliveriesQualifyOnce(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		payload := fixture(t, "invoice.paid.2024-06-20.json")
+		var wg sync.WaitGroup
+		statuses := make(chan int, 20)
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := e.invoke(context.Background(), signed(payload))
+				if err != nil {
+					t.Error(err)
+				}
+				statuses <- resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		close(statuses)
+		ok := 0
+		for s := range statuses {
+			switch s {
+			case 200:
+				ok++
+			case 503: // "the same event is in progress": Stripe retries it later
+			default:
+				t.Errorf("status %d", s)
+			}
+		}
+		if ok == 0 || rfCalls(e.sim, "PUT", "/api/v2/users/qualification") != 1 {
+			t.Fatalf("%d ok answers, %d qualification calls", ok, rfCalls(e.sim, "PUT", "/api/v2/users/qualification"))
+		}
+	})
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	payload := fixture(t, "invoice.paid.2024-06-20.json")
+	good := signed(payload)
+	tests := []struct {
+		name   string
+		ev     func() events.LambdaFunctionURLRequest
+		status int
+	}{
+		{"no signature", func() events.LambdaFunctionURLRequest { ev := signed(payload); ev.Headers = nil; return ev }, 400},
+		{"wrong secret", func() events.LambdaFunctionURLRequest {
+			ev := signed(payload)
+			ev.Headers["stripe-signature"] = webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: "whsec_x", Timestamp: time.Now()}).Header
+			return ev
+		}, 400},
+		{"expired timestamp", func() events.LambdaFunctionURLRequest {
+			ev := signed(payload)
+			ev.Headers["stripe-signature"] = webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret, Timestamp: time.Now().Add(-time.Hour)}).Header
+			return ev
+		}, 400},
+		{"tampered body", func() events.LambdaFunctionURLRequest {
+			ev := good
+			ev.Body = strings.Replace(ev.Body, "4900", "9900", 1)
+			return ev
+		}, 400},
+		{"signed but not JSON", func() events.LambdaFunctionURLRequest { return signed([]byte("not json")) }, 400},
+		{"signed event whose object is not an invoice", func() events.LambdaFunctionURLRequest {
+			return signed(withEventID(t, payload, "evt_bad_obj", func(m map[string]any) { m["data"] = map[string]any{"object": map[string]any{"object": "charge", "id": "ch_1"}} }))
+		}, 400},
+		{"bad base64", func() events.LambdaFunctionURLRequest { ev := signed(payload); ev.IsBase64Encoded = true; ev.Body = "%%"; return ev }, 400},
+		{"over 1 MiB", func() events.LambdaFunctionURLRequest {
+			return signed(withEventID(t, payload, "evt_big", func(m map[string]any) { m["padding"] = strings.Repeat("x", httpx.MaxBody) }))
+		}, 413},
+	}
+	both(t, false, func(t *testing.T, e env) {
+		for _, tt := range tests {
+			status, a := call(t, e, tt.ev())
+			if status != tt.status || a.Error == "" {
+				t.Errorf("%s: %d %+v", tt.name, status, a)
+			}
+		}
+		if n := len(e.sim.Server.Calls()); n != 0 {
+			t.Errorf("bad input made %d RF calls", n)
+		}
+		if counted, _ := e.ledger.InvoiceCounted(context.Background(), "in_1RbErinFirst0001"); counted {
+			t.Error("bad input counted the invoice")
+		}
+		// The same payload, base64-encoded as Function URLs may send it, is accepted.
+		ev := signed(payload)
+		ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString(payload), true
+		if status, a := call(t, e, ev); status != 200 || a.Status != "processed" {
+			t.Errorf("base64 delivery: %d %+v", status, a)
+		}
+	})
+}
+
+func TestIgnoredEvents(t *testing.T) {
+	both(t, true, func(t *testing.T, e env) { // a live deployment
+		status, a := call(t, e, signed(fixture(t, "invoice.paid.2024-06-20.json"))) // a test-mode event
+		if status != 200 || a.Status != "ignored" || !strings.Contains(a.Reason, "mode") {
+			t.Fatalf("other mode: %d %+v", status, a)
+		}
+		other := withEventID(t, fixture(t, "invoice.paid.2024-06-20.json"), "evt_pi", func(m map[string]any) {
+			m["type"], m["livemode"] = "payment_intent.succeeded", true
+		})
+		status, a = call(t, e, signed(other))
+		if status != 200 || a.Status != "ignored" || !strings.Contains(a.Reason, "not handled") {
+			t.Fatalf("other type: %d %+v", status, a)
+		}
+		if n := len(e.sim.Server.Calls()); n != 0 {
+			t.Errorf("ignored events made %d RF calls", n)
+		}
+	})
+}
+
+func TestRFFailureAnswers503AndTheRetrySucceeds(t *testing.T) {
+	for _, fault := range []rfsim.Fault{
+		{Match: "PUT /api/v2/users/qualification", Status: 500, Count: 4},
+		{Match: "PUT /api/v2/users/qualification", Status: 429, Count: 4},
+		{Match: "POST /api/v2/users/search", Reset: true, Count: 4},
+	} {
+		t.Run(fault.Match+" "+http.StatusText(fault.Status), func(t *testing.T) {
+			both(t, false, func(t *testing.T, e env) {
+				if _, err := e.sim.Server.AddFault(fault); err != nil {
+					t.Fatal(err)
+				}
+				payload := fixture(t, "invoice.paid.2024-06-20.json")
+				if status, a := call(t, e, signed(payload)); status != 503 || a.Error == "" {
+					t.Fatalf("with RF failing: %d %+v", status, a)
+				}
+				if _, err := e.ledger.StandingQualification(context.Background(), 5); err == nil {
+					t.Fatal("a qualification was recorded although RF failed")
+				}
+				e.sim.Server.ClearFaults()
+				if status, a := call(t, e, signed(payload)); status != 200 || !strings.HasPrefix(a.Reason, "qualified") {
+					t.Fatalf("redelivery: %d %+v", status, a)
+				}
+			})
+		})
+	}
+}
