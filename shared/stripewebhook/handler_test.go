@@ -216,9 +216,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}, 400},
 		{"signed but not JSON", func() events.LambdaFunctionURLRequest { return signed([]byte("not json")) }, 400},
 		{"signed event whose object is not an invoice", func() events.LambdaFunctionURLRequest {
-			return signed(withEventID(t, payload, "evt_bad_obj", func(m map[string]any) { m["data"] = map[string]any{"object": map[string]any{"object": "charge", "id": "ch_1"}} }))
+			return signed(withEventID(t, payload, "evt_bad_obj", func(m map[string]any) {
+				m["data"] = map[string]any{"object": map[string]any{"object": "charge", "id": "ch_1"}}
+			}))
 		}, 400},
-		{"bad base64", func() events.LambdaFunctionURLRequest { ev := signed(payload); ev.IsBase64Encoded = true; ev.Body = "%%"; return ev }, 400},
+		{"bad base64", func() events.LambdaFunctionURLRequest {
+			ev := signed(payload)
+			ev.IsBase64Encoded = true
+			ev.Body = "%%"
+			return ev
+		}, 400},
 		{"over 1 MiB", func() events.LambdaFunctionURLRequest {
 			return signed(withEventID(t, payload, "evt_big", func(m map[string]any) { m["padding"] = strings.Repeat("x", httpx.MaxBody) }))
 		}, 413},
