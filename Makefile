@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= testdata/rfsim-demo-seed.json
 
-.PHONY: run test vet fmt-check fmt build clean
+.PHONY: run test vet fmt-check fmt build clean build-StripeWebhookFunction
 
 ## run: start the Referral Factory simulator with the demo seed (Ctrl-C stops it)
 run:
@@ -30,3 +30,10 @@ build:
 
 clean:
 	rm -rf bin .aws-sam
+
+# SAM's `BuildMethod: makefile` calls build-<LogicalId> with ARTIFACTS_DIR set: a static
+# linux/arm64 `bootstrap` for provided.al2023, without the RPC shim (lambda.norpc).
+LAMBDA_BUILD = GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags="-s -w"
+
+build-StripeWebhookFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/stripe-webhook
