@@ -17,10 +17,11 @@
 //     qualification and vice versa;
 //   - an effect intent is begun once per (kind, target): a second Begin while it is pending says
 //     "a previous attempt may have reached RF, reconcile first" instead of letting the caller
-//     call again.
+//     call again, and changes nothing; after reconciling, exactly one caller can take over a
+//     stale attempt (TakeOverIntent).
 //
-// Two implementations share one contract (contract_test.go): Dynamo, used in Lambda, and Memory,
-// the embedded default for local runs when STATE_TABLE is unset.
+// Two implementations share one contract, the suite in store_test.go (runContract): Dynamo, used
+// in Lambda, and Memory, the embedded default for local runs when STATE_TABLE is unset.
 //
 // Raw email addresses are never stored: leads and unmatched invoices carry HashEmail's digest
 // (what lookups need) and MaskEmail's form (what an operator reading a record needs).

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -286,15 +287,34 @@ func (d *Dynamo) txDelete(t *txn, k key, cond expression.ConditionBuilder) int {
 
 // transact writes the transaction; a cancellation comes back as the SDK's
 // *types.TransactionCanceledException, for cancellation and failedAt.
+//
+// Every request carries a ClientRequestToken, made here once per request, before the SDK sees
+// it. The SDK retries a request whose response was lost (a timeout, a reset connection) by
+// sending the same input again, so the retry carries the same token, and DynamoDB answers a
+// token it has already committed (for 10 minutes) with success instead of applying the
+// transaction again. Without it the retry of a committed transaction would be refused by its
+// own conditions: a spend entry reported as counted by someone else, a new qualification as
+// ErrAlreadyQualified, a lead's version as a concurrent upsert.
+//
+// The token is per request, not per method call: a resend after a TransactionConflict (below)
+// follows a definite cancellation, so nothing was written and it is a new request; and the
+// read-modify-write loops build a different transaction on each pass, which under a reused
+// token DynamoDB would refuse (IdempotentParameterMismatch). (The SDK's client also fills a
+// missing token; setting it here does not depend on how the DynamoDBAPI was built.)
 func (d *Dynamo) transact(ctx context.Context, t *txn) error {
 	if t.err != nil {
 		return t.err
 	}
 	_, err := conflictRetry(ctx, func() (*dynamodb.TransactWriteItemsOutput, error) {
-		return d.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: t.items})
+		return d.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+			TransactItems: t.items, ClientRequestToken: aws.String(requestToken()),
+		})
 	})
 	return err
 }
+
+// requestToken is a fresh ClientRequestToken: 26 random base32 characters (the limit is 36).
+func requestToken() string { return crand.Text() }
 
 // Frequently used expression pieces.
 func notExists() expression.ConditionBuilder {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -10,15 +11,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// BeginIntent implements Store: one UpdateItem on condition that the intent is not done. It
-// returns the item as it was (ALL_OLD), which tells a fresh start from a pending one left by an
-// attempt that never finished; a done intent comes back from the failed condition.
+// BeginIntent implements Store: one UpdateItem on condition that the intent is absent or failed.
+// A pending or done intent fails the condition and comes back with the failure (ALL_OLD), so a
+// refused Begin writes nothing and needs no second read: the unfinished attempt's attempted_at,
+// attempts and place in the pending index stay what they were.
 func (d *Dynamo) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	if !in.Kind.valid() || in.Target == "" {
 		return Intent{}, fmt.Errorf("ledger: begin intent %q %q: %w", in.Kind, in.Target, ErrInvalid)
 	}
-	now := d.cfg.clock()
-	ts := formatTS(now)
+	ts := formatTS(d.cfg.clock())
 	upd := set(attrType, typeIntent).
 		Set(expression.Name("kind"), expression.Value(string(in.Kind))).
 		Set(expression.Name("target"), expression.Value(in.Target)).
@@ -30,26 +31,59 @@ func (d *Dynamo) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 		Remove(expression.Name("finished_at")).
 		// Pending intents are listed for reconciliation through gsi1, oldest attempt first.
 		Set(expression.Name(attrGSI1PK), expression.Value(intentPendingPK(in.Kind))).
-		Set(expression.Name(attrGSI1SK), expression.Value(ts+"#"+in.Target))
-	cond := notExists().Or(expression.Name("status").NotEqual(expression.Value(string(IntentDone))))
-	av, err := d.update(ctx, intentKey(in.Kind, in.Target), upd, &cond, types.ReturnValueAllOld)
+		Set(expression.Name(attrGSI1SK), expression.Value(intentPendingSK(ts, in.Target)))
+	cond := notExists().Or(eq("status", string(IntentFailed)))
+	av, err := d.update(ctx, intentKey(in.Kind, in.Target), upd, &cond, types.ReturnValueAllNew)
 	if old, failed := conditionFailed(err); failed {
-		it, derr := decodeItem(old, intentItem.intent)
+		cur, derr := decodeItem(old, intentItem.intent)
 		if derr != nil {
 			return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, derr)
 		}
-		return it, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, ErrIntentDone)
+		return beginRefused(cur)
 	}
 	if err != nil {
 		return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, err)
 	}
-	var prev Intent
-	if len(av) > 0 {
-		if prev, err = decodeItem(av, intentItem.intent); err != nil {
-			return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, err)
-		}
+	it, err := decodeItem(av, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, err)
 	}
-	return begun(in, prev, len(av) > 0, now)
+	return it, nil
+}
+
+// TakeOverIntent implements Store: one UpdateItem on condition that the intent is still pending
+// at the attempt the caller saw, and that attempt began before staleBefore (timestamps are fixed
+// width, so they compare as strings). Of racing take-overs the first write moves attempts on and
+// every other one fails the condition; the intent as it is comes back with the failure (ALL_OLD).
+func (d *Dynamo) TakeOverIntent(ctx context.Context, kind IntentKind, target string, seenAttempts int, staleBefore time.Time) (Intent, error) {
+	if err := validTakeOver(kind, target, seenAttempts, staleBefore); err != nil {
+		return Intent{}, err
+	}
+	ts := formatTS(d.cfg.clock())
+	upd := set("attempts", seenAttempts+1).
+		Set(expression.Name("attempted_at"), expression.Value(ts)).
+		Set(expression.Name(attrGSI1SK), expression.Value(intentPendingSK(ts, target)))
+	cond := exists().And(eq("status", string(IntentPending))).And(eq("attempts", seenAttempts)).
+		And(expression.Name("attempted_at").LessThan(expression.Value(formatTS(staleBefore))))
+	av, err := d.update(ctx, intentKey(kind, target), upd, &cond, types.ReturnValueAllNew)
+	if old, failed := conditionFailed(err); failed {
+		if len(old) == 0 {
+			return Intent{}, fmt.Errorf("ledger: take over intent %s %s: %w", kind, target, ErrNotFound)
+		}
+		cur, derr := decodeItem(old, intentItem.intent)
+		if derr != nil {
+			return Intent{}, fmt.Errorf("ledger: take over intent %s %s: %w", kind, target, derr)
+		}
+		return takeOverRefused(cur, seenAttempts, staleBefore)
+	}
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: take over intent %s %s: %w", kind, target, err)
+	}
+	it, err := decodeItem(av, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("ledger: take over intent %s %s: %w", kind, target, err)
+	}
+	return it, nil
 }
 
 // FinishIntent implements Store: one conditional UpdateItem (done: unless already done; failed:

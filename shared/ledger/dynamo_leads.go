@@ -124,14 +124,6 @@ func (d *Dynamo) LeadByCode(ctx context.Context, code string) (Lead, error) {
 	return d.leadAt(ctx, codeKey(code), fmt.Sprintf("lead with code %q", code))
 }
 
-// LeadByEmailInCampaign implements Store: one consistent GetItem of the email lookup.
-func (d *Dynamo) LeadByEmailInCampaign(ctx context.Context, emailHash string, campaignID int64) (Lead, error) {
-	if emailHash == "" || !validEmailHash(emailHash) {
-		return Lead{}, fmt.Errorf("ledger: lead by email: %w: not a HashEmail digest", ErrInvalid)
-	}
-	return d.leadAt(ctx, emailKey(emailHash, campaignID), fmt.Sprintf("lead by email in campaign %d", campaignID))
-}
-
 func (d *Dynamo) leadAt(ctx context.Context, k key, what string) (Lead, error) {
 	av, found, err := d.get(ctx, k)
 	if err != nil {

@@ -148,3 +148,42 @@ func TestConflictRetryGivesUpAndHonoursContext(t *testing.T) {
 		t.Errorf("kept retrying %v after the deadline", time.Since(start))
 	}
 }
+
+// Every TransactWriteItems carries its own ClientRequestToken: present, within DynamoDB's 36
+// characters, and fresh for each request, including a resend after a TransactionConflict and
+// each pass of a read-modify-write loop (a reused token with other items would be refused).
+func TestTransactSendsFreshRequestTokens(t *testing.T) {
+	var tokens []string
+	db := &fakeDB{
+		transact: func(in *dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
+			tokens = append(tokens, aws.ToString(in.ClientRequestToken))
+			if len(tokens) == 1 {
+				return nil, canceled("None", "TransactionConflict", "None")
+			}
+			return &dynamodb.TransactWriteItemsOutput{}, nil
+		},
+		get: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
+			return &dynamodb.GetItemOutput{}, nil
+		},
+	}
+	d := NewDynamo(db, "t")
+	ctx := context.Background()
+	for _, key := range []string{"k1", "k2"} {
+		if _, _, err := d.ApplySpend(ctx, SpendEntry{LeadID: 1, Key: key, Kind: SpendPayment, Currency: "usd", AmountMinor: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tokens) != 3 {
+		t.Fatalf("%d TransactWriteItems calls, want 3 (a conflict, its resend, the second entry)", len(tokens))
+	}
+	seen := map[string]bool{}
+	for i, tok := range tokens {
+		if tok == "" || len(tok) > 36 {
+			t.Errorf("request %d: ClientRequestToken %q", i, tok)
+		}
+		if seen[tok] {
+			t.Errorf("request %d reuses token %q", i, tok)
+		}
+		seen[tok] = true
+	}
+}

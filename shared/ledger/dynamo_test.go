@@ -2,7 +2,11 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,5 +127,63 @@ func TestDynamoItemLayout(t *testing.T) {
 		for _, av := range out.Items {
 			t.Logf("%v / %v", av["id"], av["sk"])
 		}
+	}
+}
+
+// lossyHTTP delivers every request but loses the response of the first `drop` TransactWriteItems
+// after DynamoDB applied them, as a connection reset would: the SDK then retries the request.
+type lossyHTTP struct {
+	next    dynamodb.HTTPClient
+	drop    atomic.Int32
+	dropped atomic.Int32
+}
+
+func (c *lossyHTTP) Do(r *http.Request) (*http.Response, error) {
+	resp, err := c.next.Do(r)
+	if err != nil || !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".TransactWriteItems") || c.drop.Add(-1) < 0 {
+		return resp, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.dropped.Add(1)
+	return nil, errors.New("read tcp: connection reset by peer")
+}
+
+// A transaction whose response is lost is retried by the SDK with the same request token, and
+// DynamoDB answers the retry as the committed original: the write does not come back as a
+// conflict with itself (a spend "already counted", a qualification "already qualified").
+func TestDynamoLostResponseIsNotAConflict(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	lossy := &lossyHTTP{next: http.DefaultClient}
+	client := dynamodb.New(db.Options(), func(o *dynamodb.Options) { o.HTTPClient = lossy })
+	s := ledger.NewDynamo(client, table)
+	ctx := ctxT(t)
+
+	lossy.drop.Store(1)
+	sp, applied, err := s.ApplySpend(ctx, ledger.SpendEntry{LeadID: 3, Key: "in_3#paid", Kind: ledger.SpendPayment,
+		Currency: "usd", AmountMinor: 500, InvoiceID: "in_3"})
+	must(t, err)
+	if !applied || sp.Net["usd"] != 500 {
+		t.Errorf("ApplySpend after a lost response: applied=%v, net %v; want applied once, 500", applied, sp.Net)
+	}
+	lossy.drop.Store(1)
+	q, err := s.Qualify(ctx, qual(3, 100, at(3, 1)))
+	must(t, err)
+	if q.Seq != 1 {
+		t.Errorf("Qualify after a lost response = %+v", q)
+	}
+	lossy.drop.Store(1)
+	l, err := s.PutLead(ctx, lead(3, "C3", "three@example.com", 10))
+	must(t, err)
+	if l.Code != "C3" {
+		t.Errorf("PutLead after a lost response = %+v", l)
+	}
+	if lossy.dropped.Load() != 3 {
+		t.Fatalf("%d responses lost, want 3: the test did not exercise the retry", lossy.dropped.Load())
+	}
+	all, err := s.QualificationsFor(ctx, 100)
+	must(t, err)
+	if len(all) != 1 {
+		t.Errorf("QualificationsFor = %+v", all)
 	}
 }

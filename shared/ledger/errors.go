@@ -11,14 +11,16 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means the write contradicts a record that already exists: a customer mapped to
 	// another lead, a due reward or qualification matched to another, a spend key reused for a
-	// different entry, an unmatched invoice already resolved differently.
+	// different entry, an unmatched invoice already resolved differently, an intent taken over
+	// by another caller (or finished) before TakeOverIntent.
 	ErrConflict = errors.New("conflicts with the existing record")
 	// ErrAlreadyQualified means the lead already has a standing qualification (returned).
 	ErrAlreadyQualified = errors.New("lead already has a standing qualification")
 	// ErrAlreadySettled means the due reward was already recorded issued or canceled (returned).
 	ErrAlreadySettled = errors.New("due reward already settled")
 	// ErrIntentPending means an earlier attempt of the same effect began and never finished: it
-	// may have reached RF. The caller must reconcile with RF's state before calling again.
+	// may have reached RF, or still be in flight. The caller must not call again: it waits, or
+	// reconciles with RF's state and then finishes the intent or wins TakeOverIntent.
 	ErrIntentPending = errors.New("intent pending from an earlier attempt: reconcile before acting")
 	// ErrIntentDone means the effect was already confirmed (the intent is returned).
 	ErrIntentDone = errors.New("intent already done")

@@ -54,6 +54,44 @@ func Example_exactlyOnce() {
 	// qualified: qualification 2, intent 42#2
 }
 
+// A reconciler (the sweep) finds an intent left pending by an attempt that crashed. It reads RF
+// first: if the effect happened it only confirms the intent; otherwise only the caller that wins
+// TakeOverIntent calls RF again.
+func Example_takeOver() {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	store := ledger.NewMemory(ledger.WithClock(func() time.Time { return now }))
+	_, _ = store.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: ledger.DueRewardTarget(900)})
+	// ... the process dies before the RF call returns ...
+	now = now.Add(20 * time.Minute)
+
+	const staleAfter = 10 * time.Minute
+	pending, _ := store.PendingIntents(ctx, ledger.IntentIssue)
+	for _, it := range pending {
+		if it.AttemptedAt.After(now.Add(-staleAfter)) {
+			continue // may still be in flight
+		}
+		issuedInRF := false // ... GET the due reward from RF ...
+		if issuedInRF {
+			_, _ = store.FinishIntent(ctx, it.Kind, it.Target, ledger.IntentDone, "")
+			continue
+		}
+		taken, err := store.TakeOverIntent(ctx, it.Kind, it.Target, it.Attempts, now.Add(-staleAfter))
+		if err != nil {
+			continue // ErrConflict: another reconciler took it over, or it was finished
+		}
+		fmt.Printf("attempt %d: issuing due reward %s\n", taken.Attempts, taken.Target)
+		// ... POST the issue to RF ...
+		_, _ = store.FinishIntent(ctx, it.Kind, it.Target, ledger.IntentDone, "")
+	}
+	// A second reconciler that read attempt 1 before the first one won loses.
+	_, err := store.TakeOverIntent(ctx, ledger.IntentIssue, ledger.DueRewardTarget(900), 1, now.Add(-staleAfter))
+	fmt.Println(errors.Is(err, ledger.ErrConflict))
+	// Output:
+	// attempt 2: issuing due reward 900
+	// true
+}
+
 func ExampleMaskEmail() {
 	email := " Frank.Jones@Example.com "
 	fmt.Println(ledger.MaskEmail(email))

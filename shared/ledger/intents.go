@@ -7,22 +7,56 @@ import (
 
 // The intent rules both stores share.
 
-// begun returns the intent a BeginIntent produced, given the intent as it was before (existed
-// false: there was none). Beginning over a pending intent is allowed (the caller may be the
-// reconciler) but reported with ErrIntentPending: the earlier attempt may have reached RF.
-func begun(in, prev Intent, existed bool, now time.Time) (Intent, error) {
+// begun is the intent a successful BeginIntent stores, given the one before it (existed false:
+// there was none; otherwise it was failed, the only state Begin starts over). A failed intent
+// keeps its Ref, CreatedAt and LastError, and counts one more attempt.
+func begun(in, prev Intent, existed bool, now time.Time) Intent {
 	out := Intent{Kind: in.Kind, Target: in.Target, Ref: in.Ref, Status: IntentPending,
 		Attempts: 1, CreatedAt: now, AttemptedAt: now}
-	if !existed {
-		return out, nil
+	if existed {
+		out.Ref, out.Attempts, out.CreatedAt, out.LastError = prev.Ref, prev.Attempts+1, prev.CreatedAt, prev.LastError
 	}
-	out.Ref, out.Attempts, out.CreatedAt, out.LastError = prev.Ref, prev.Attempts+1, prev.CreatedAt, prev.LastError
-	if prev.Status == IntentPending {
-		out.PreviousAttemptAt = prev.AttemptedAt
-		return out, fmt.Errorf("ledger: begin intent %s %s: attempt %d began at %s: %w",
-			in.Kind, in.Target, prev.Attempts, formatTS(prev.AttemptedAt), ErrIntentPending)
+	return out
+}
+
+// beginRefused answers a BeginIntent whose intent is pending or done, with the stored intent
+// unchanged: nothing was written. A pending one says when its unfinished attempt began.
+func beginRefused(cur Intent) (Intent, error) {
+	if cur.Status == IntentDone {
+		return cur, fmt.Errorf("ledger: begin intent %s %s: %w", cur.Kind, cur.Target, ErrIntentDone)
 	}
-	return out, nil
+	cur.PreviousAttemptAt = cur.AttemptedAt
+	return cur, fmt.Errorf("ledger: begin intent %s %s: attempt %d began at %s: %w",
+		cur.Kind, cur.Target, cur.Attempts, formatTS(cur.AttemptedAt), ErrIntentPending)
+}
+
+func validTakeOver(kind IntentKind, target string, seenAttempts int, staleBefore time.Time) error {
+	if !kind.valid() || target == "" || seenAttempts < 1 || staleBefore.IsZero() {
+		return fmt.Errorf("ledger: take over intent %q %q (attempt %d, stale before %s): %w",
+			kind, target, seenAttempts, formatTS(staleBefore), ErrInvalid)
+	}
+	return nil
+}
+
+// takeOverRefused answers a TakeOverIntent whose conditions did not hold, with the intent as it
+// is now: it was taken over by someone else, finished, or its attempt is not stale yet.
+func takeOverRefused(cur Intent, seenAttempts int, staleBefore time.Time) (Intent, error) {
+	var why string
+	switch {
+	case cur.Status != IntentPending:
+		why = "it is " + string(cur.Status)
+	case cur.Attempts != seenAttempts:
+		why = fmt.Sprintf("it is at attempt %d, not %d", cur.Attempts, seenAttempts)
+	default:
+		why = fmt.Sprintf("attempt %d began at %s, not before %s", cur.Attempts,
+			formatTS(cur.AttemptedAt), formatTS(staleBefore))
+	}
+	return cur, fmt.Errorf("ledger: take over intent %s %s: %s: %w", cur.Kind, cur.Target, why, ErrConflict)
+}
+
+// canTakeOver reports whether TakeOverIntent's condition holds for the stored intent.
+func canTakeOver(cur Intent, seenAttempts int, staleBefore time.Time) bool {
+	return cur.Status == IntentPending && cur.Attempts == seenAttempts && cur.AttemptedAt.Before(staleBefore)
 }
 
 func validFinish(kind IntentKind, target string, outcome IntentStatus) error {

@@ -117,6 +117,9 @@ func intentKey(kind IntentKind, target string) key {
 
 func intentPendingPK(kind IntentKind) string { return "intent#pending#" + string(kind) }
 
+// intentPendingSK orders a kind's pending intents by the start of their current attempt.
+func intentPendingSK(attemptedAt, target string) string { return attemptedAt + "#" + target }
+
 // recipientKey orders a user's qualification index oldest first; the lead and seq break ties.
 func recipientKey(userID int64, q Qualification) key {
 	return key{recipientPK(userID), fmt.Sprintf("%s%s#%019d#%010d", qualSKPrefix, formatTS(q.At), q.LeadID, q.Seq)}

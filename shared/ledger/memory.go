@@ -151,22 +151,6 @@ func (m *Memory) LeadsByEmail(ctx context.Context, emailHash string) ([]Lead, er
 	return leads, nil
 }
 
-// LeadByEmailInCampaign implements Store.
-func (m *Memory) LeadByEmailInCampaign(ctx context.Context, emailHash string, campaignID int64) (Lead, error) {
-	if emailHash == "" || !validEmailHash(emailHash) {
-		return Lead{}, fmt.Errorf("ledger: lead by email: %w: not a HashEmail digest", ErrInvalid)
-	}
-	if err := m.lock(ctx); err != nil {
-		return Lead{}, err
-	}
-	defer m.mu.Unlock()
-	id, ok := m.emails[emailHash][campaignID]
-	if !ok {
-		return Lead{}, fmt.Errorf("ledger: lead by email in campaign %d: %w", campaignID, ErrNotFound)
-	}
-	return m.leads[id], nil
-}
-
 // LeadByCustomer implements Store.
 func (m *Memory) LeadByCustomer(ctx context.Context, customerID string) (Lead, error) {
 	mp, err := m.CustomerMapping(ctx, customerID)

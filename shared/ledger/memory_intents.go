@@ -19,14 +19,35 @@ func (m *Memory) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	defer m.mu.Unlock()
 	k := intentID{in.Kind, in.Target}
 	prev, existed := m.intents[k]
-	if existed && prev.Status == IntentDone {
-		return prev, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, ErrIntentDone)
+	if existed && prev.Status != IntentFailed {
+		return beginRefused(prev)
 	}
-	out, err := begun(in, prev, existed, m.cfg.clock())
-	stored := out
-	stored.PreviousAttemptAt = time.Time{}
-	m.intents[k] = stored
-	return out, err
+	out := begun(in, prev, existed, m.cfg.clock())
+	m.intents[k] = out
+	return out, nil
+}
+
+// TakeOverIntent implements Store.
+func (m *Memory) TakeOverIntent(ctx context.Context, kind IntentKind, target string, seenAttempts int, staleBefore time.Time) (Intent, error) {
+	if err := validTakeOver(kind, target, seenAttempts, staleBefore); err != nil {
+		return Intent{}, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return Intent{}, err
+	}
+	defer m.mu.Unlock()
+	k := intentID{kind, target}
+	cur, ok := m.intents[k]
+	if !ok {
+		return Intent{}, fmt.Errorf("ledger: take over intent %s %s: %w", kind, target, ErrNotFound)
+	}
+	if !canTakeOver(cur, seenAttempts, staleBefore) {
+		return takeOverRefused(cur, seenAttempts, staleBefore)
+	}
+	cur.Attempts++
+	cur.AttemptedAt = m.cfg.clock()
+	m.intents[k] = cur
+	return cur, nil
 }
 
 // FinishIntent implements Store.

@@ -149,13 +149,16 @@ func testRaceSpendManyKeys(t *testing.T, newStore newStoreFunc) {
 	}
 }
 
-// Concurrent deliveries begin the same effect: one proceeds, the others are told to reconcile.
+// Concurrent deliveries begin the same effect: one proceeds, the others are told to reconcile,
+// each with the winner's attempt, and none of them is counted as an attempt.
 func testRaceBeginIntent(t *testing.T, newStore newStoreFunc) {
-	s, _ := newStore(t)
+	s, clk := newStore(t)
 	ctx := ctxT(t)
-	const n = 50
+	const n = 200
+	refused := make([]ledger.Intent, n)
 	errs := race(n, func(i int) error {
-		_, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "900", Ref: fmt.Sprint("run#", i)})
+		it, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "900", Ref: fmt.Sprint("run#", i)})
+		refused[i] = it
 		return err
 	})
 	ok, pending := tally(t, errs, ledger.ErrIntentPending)
@@ -164,8 +167,58 @@ func testRaceBeginIntent(t *testing.T, newStore newStoreFunc) {
 	}
 	it, err := s.IntentOf(ctx, ledger.IntentIssue, "900")
 	must(t, err)
-	if it.Attempts != n {
-		t.Errorf("attempts = %d, want %d", it.Attempts, n)
+	if it.Attempts != 1 || it.Status != ledger.IntentPending {
+		t.Errorf("intent = %+v, want pending at attempt 1", it)
+	}
+	sameTime(t, "AttemptedAt", it.AttemptedAt, clk.Now())
+	for i, err := range errs {
+		if err == nil {
+			if it.Ref != fmt.Sprint("run#", i) {
+				t.Errorf("Ref = %q, the winner was run#%d", it.Ref, i)
+			}
+			continue
+		}
+		if got := refused[i]; got.Attempts != 1 || got.Ref != it.Ref || !got.PreviousAttemptAt.Equal(it.AttemptedAt) {
+			t.Errorf("caller %d was refused with %+v, want the winner's attempt %+v", i, got, it)
+		}
+	}
+}
+
+// Reconcilers that all found the same stale attempt race to take it over: exactly one wins.
+func testRaceTakeOverIntent(t *testing.T, newStore newStoreFunc) {
+	s, clk := newStore(t)
+	ctx := ctxT(t)
+	target := ledger.QualificationTarget(77, 1)
+	first, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: "in_77"})
+	must(t, err)
+	clk.Advance(10 * time.Minute)
+	staleBefore := clk.Now().Add(-5 * time.Minute)
+	const n = 200
+	lost := make([]ledger.Intent, n)
+	errs := race(n, func(i int) error {
+		it, err := s.TakeOverIntent(ctx, ledger.IntentQualify, target, first.Attempts, staleBefore)
+		lost[i] = it
+		return err
+	})
+	ok, conflicts := tally(t, errs, ledger.ErrConflict)
+	if ok != 1 || conflicts != n-1 {
+		t.Fatalf("%d took over, %d got ErrConflict; want 1 and %d", ok, conflicts, n-1)
+	}
+	it, err := s.IntentOf(ctx, ledger.IntentQualify, target)
+	must(t, err)
+	if it.Attempts != 2 || it.Status != ledger.IntentPending || it.Ref != "in_77" {
+		t.Errorf("intent = %+v, want pending at attempt 2", it)
+	}
+	sameTime(t, "AttemptedAt", it.AttemptedAt, clk.Now())
+	for i, err := range errs {
+		if err != nil && lost[i].Attempts != 2 {
+			t.Errorf("caller %d lost with %+v, want the intent at attempt 2", i, lost[i])
+		}
+	}
+	pending, err := s.PendingIntents(ctx, ledger.IntentQualify)
+	must(t, err)
+	if len(pending) != 1 || pending[0].Attempts != 2 {
+		t.Errorf("PendingIntents = %+v", pending)
 	}
 }
 

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -184,15 +185,16 @@ func testIntentFailedThenRetried(t *testing.T, newStore newStoreFunc) {
 	must(t, err)
 }
 
-// A crash between Begin and Finish leaves the intent pending: the next Begin says so (the
-// caller reconciles with RF instead of calling again), and PendingIntents lists it.
+// A crash between Begin and Finish leaves the intent pending: the next Begin says so and
+// changes nothing (the caller reconciles with RF instead of calling again), PendingIntents lists
+// it, and a reconciler that found RF did not act takes it over.
 func testIntentCrashBetween(t *testing.T, newStore newStoreFunc) {
 	s, clk := newStore(t)
 	ctx := ctxT(t)
 	first, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "501", Ref: "run#1"})
 	must(t, err)
 	clk.Advance(time.Minute)
-	_, err = s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "502", Ref: "run#1"})
+	second, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "502", Ref: "run#1"})
 	must(t, err)
 	// (crash: neither is finished)
 
@@ -210,20 +212,212 @@ func testIntentCrashBetween(t *testing.T, newStore newStoreFunc) {
 	clk.Advance(15 * time.Minute)
 	next, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "501", Ref: "run#2"})
 	wantErr(t, err, ledger.ErrIntentPending)
-	if next.Status != ledger.IntentPending || next.Attempts != 2 || next.Ref != "run#1" {
-		t.Errorf("resumed = %+v", next)
+	if next.Status != ledger.IntentPending || next.Attempts != 1 || next.Ref != "run#1" {
+		t.Errorf("refused Begin returned %+v", next)
 	}
 	sameTime(t, "PreviousAttemptAt", next.PreviousAttemptAt, first.AttemptedAt)
-	sameTime(t, "AttemptedAt", next.AttemptedAt, clk.Now())
+	sameTime(t, "AttemptedAt", next.AttemptedAt, first.AttemptedAt) // the stored intent, unchanged
 	sameTime(t, "CreatedAt", next.CreatedAt, first.CreatedAt)
+	stored, err := s.IntentOf(ctx, ledger.IntentIssue, "501")
+	must(t, err)
+	if !equalIntent(stored, first) {
+		t.Errorf("a refused Begin changed the intent: %+v, was %+v", stored, first)
+	}
 
-	// Reconciled: RF already issued it.
+	// Reconciled 501: RF already issued it.
 	_, err = s.FinishIntent(ctx, ledger.IntentIssue, "501", ledger.IntentDone, "")
 	must(t, err)
 	pending, err = s.PendingIntents(ctx, ledger.IntentIssue)
 	must(t, err)
 	if len(pending) != 1 || pending[0].Target != "502" {
 		t.Errorf("PendingIntents after confirming 501 = %+v", pending)
+	}
+
+	// Reconciled 502: RF has not issued it, and its attempt is stale (begun over 10 minutes ago).
+	taken, err := s.TakeOverIntent(ctx, ledger.IntentIssue, "502", pending[0].Attempts, clk.Now().Add(-10*time.Minute))
+	must(t, err)
+	if taken.Status != ledger.IntentPending || taken.Attempts != 2 || taken.Ref != "run#1" || !taken.PreviousAttemptAt.IsZero() {
+		t.Errorf("taken over = %+v", taken)
+	}
+	sameTime(t, "AttemptedAt after take-over", taken.AttemptedAt, clk.Now())
+	sameTime(t, "CreatedAt after take-over", taken.CreatedAt, second.CreatedAt)
+	// A Begin now reports the new attempt, which may be in flight.
+	clk.Advance(time.Second)
+	again, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "502", Ref: "run#3"})
+	wantErr(t, err, ledger.ErrIntentPending)
+	sameTime(t, "PreviousAttemptAt after take-over", again.PreviousAttemptAt, taken.AttemptedAt)
+	if again.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2", again.Attempts)
+	}
+	done, err := s.FinishIntent(ctx, ledger.IntentIssue, "502", ledger.IntentDone, "")
+	must(t, err)
+	if done.Attempts != 2 {
+		t.Errorf("done = %+v", done)
+	}
+}
+
+// equalIntent compares intents, times by instant.
+func equalIntent(a, b ledger.Intent) bool {
+	ta := [4]time.Time{a.CreatedAt, a.AttemptedAt, a.FinishedAt, a.PreviousAttemptAt}
+	tb := [4]time.Time{b.CreatedAt, b.AttemptedAt, b.FinishedAt, b.PreviousAttemptAt}
+	for i := range ta {
+		if !ta[i].Equal(tb[i]) {
+			return false
+		}
+	}
+	a.CreatedAt, a.AttemptedAt, a.FinishedAt, a.PreviousAttemptAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	b.CreatedAt, b.AttemptedAt, b.FinishedAt, b.PreviousAttemptAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return a == b
+}
+
+// Callers refused while an attempt is pending leave no trace: PreviousAttemptAt keeps naming the
+// attempt that may have crashed, so that attempt still looks stale however often it is retried.
+func testIntentRefusedBeginsKeepAttempt(t *testing.T, newStore newStoreFunc) {
+	s, clk := newStore(t)
+	ctx := ctxT(t)
+	target := ledger.QualificationTarget(7, 1)
+	first, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: "evt_1"})
+	must(t, err)
+	for i := range 5 {
+		clk.Advance(time.Minute)
+		got, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: fmt.Sprint("evt_", i+2)})
+		wantErr(t, err, ledger.ErrIntentPending)
+		sameTime(t, fmt.Sprint("refusal ", i+1, " PreviousAttemptAt"), got.PreviousAttemptAt, first.AttemptedAt)
+		if got.Attempts != 1 || got.Ref != "evt_1" || !got.AttemptedAt.Equal(first.AttemptedAt) {
+			t.Errorf("refusal %d returned %+v", i+1, got)
+		}
+	}
+	stored, err := s.IntentOf(ctx, ledger.IntentQualify, target)
+	must(t, err)
+	if !equalIntent(stored, first) {
+		t.Errorf("after 5 refused Begins: %+v, was %+v", stored, first)
+	}
+	// Five minutes after the first attempt, an attempt older than two minutes can be taken over.
+	_, err = s.TakeOverIntent(ctx, ledger.IntentQualify, target, 1, clk.Now().Add(-2*time.Minute))
+	must(t, err)
+}
+
+// PendingIntents lists the oldest attempt first; a refused Begin does not move an intent, a
+// take-over or a retry after a failure does.
+func testPendingIntentsOrder(t *testing.T, newStore newStoreFunc) {
+	s, clk := newStore(t)
+	ctx := ctxT(t)
+	begin := func(target string) error {
+		_, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentCancel, Target: target})
+		return err
+	}
+	order := func(want ...string) {
+		t.Helper()
+		pending, err := s.PendingIntents(ctx, ledger.IntentCancel)
+		must(t, err)
+		var got []string
+		for _, it := range pending {
+			got = append(got, it.Target)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("PendingIntents = %v, want %v", got, want)
+		}
+	}
+	// Attempt order is not target order.
+	for _, target := range []string{"30", "10", "20"} {
+		must(t, begin(target))
+		clk.Advance(time.Minute)
+	}
+	order("30", "10", "20")
+	for range 3 {
+		wantErr(t, begin("30"), ledger.ErrIntentPending)
+		clk.Advance(time.Minute)
+	}
+	order("30", "10", "20")
+
+	_, err := s.TakeOverIntent(ctx, ledger.IntentCancel, "30", 1, clk.Now())
+	must(t, err)
+	order("10", "20", "30")
+
+	clk.Advance(time.Minute)
+	_, err = s.FinishIntent(ctx, ledger.IntentCancel, "10", ledger.IntentFailed, "RF 503")
+	must(t, err)
+	order("20", "30")
+	must(t, begin("10"))
+	order("20", "30", "10")
+	_, err = s.FinishIntent(ctx, ledger.IntentCancel, "20", ledger.IntentDone, "")
+	must(t, err)
+	order("30", "10")
+}
+
+// TakeOverIntent succeeds only on the attempt the caller saw, once it is stale, while pending.
+func testIntentTakeOver(t *testing.T, newStore newStoreFunc) {
+	s, clk := newStore(t)
+	ctx := ctxT(t)
+	target := ledger.DueRewardTarget(700)
+	_, err := s.TakeOverIntent(ctx, ledger.IntentIssue, target, 1, clk.Now())
+	wantErr(t, err, ledger.ErrNotFound)
+
+	first, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: target, Ref: "sweep#1"})
+	must(t, err)
+	clk.Advance(time.Minute)
+	// Not stale: the attempt did not begin before staleBefore.
+	cur, err := s.TakeOverIntent(ctx, ledger.IntentIssue, target, 1, first.AttemptedAt)
+	wantErr(t, err, ledger.ErrConflict)
+	if !equalIntent(cur, first) {
+		t.Errorf("refused take-over returned %+v, want the intent %+v", cur, first)
+	}
+	// Not the attempt the caller saw.
+	_, err = s.TakeOverIntent(ctx, ledger.IntentIssue, target, 2, clk.Now())
+	wantErr(t, err, ledger.ErrConflict)
+
+	won, err := s.TakeOverIntent(ctx, ledger.IntentIssue, target, 1, clk.Now())
+	must(t, err)
+	if won.Status != ledger.IntentPending || won.Attempts != 2 || won.Ref != "sweep#1" || won.LastError != "" {
+		t.Errorf("taken over = %+v", won)
+	}
+	sameTime(t, "AttemptedAt", won.AttemptedAt, clk.Now())
+	sameTime(t, "CreatedAt", won.CreatedAt, first.CreatedAt)
+	stored, err := s.IntentOf(ctx, ledger.IntentIssue, target)
+	must(t, err)
+	if !equalIntent(stored, won) {
+		t.Errorf("IntentOf = %+v, take-over returned %+v", stored, won)
+	}
+
+	// A second reconciler that read attempt 1 before the take-over loses, even much later.
+	clk.Advance(time.Hour)
+	lost, err := s.TakeOverIntent(ctx, ledger.IntentIssue, target, 1, clk.Now())
+	wantErr(t, err, ledger.ErrConflict)
+	if lost.Attempts != 2 {
+		t.Errorf("lost take-over returned %+v, want the intent at attempt 2", lost)
+	}
+
+	// Only a pending intent is taken over: a failed one is retried with Begin, a done one never.
+	_, err = s.FinishIntent(ctx, ledger.IntentIssue, target, ledger.IntentFailed, "RF 500")
+	must(t, err)
+	cur, err = s.TakeOverIntent(ctx, ledger.IntentIssue, target, 2, clk.Now())
+	wantErr(t, err, ledger.ErrConflict)
+	if cur.Status != ledger.IntentFailed {
+		t.Errorf("take-over of a failed intent returned %+v", cur)
+	}
+	retry, err := s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: target})
+	must(t, err)
+	if retry.Attempts != 3 || retry.LastError != "RF 500" {
+		t.Errorf("retry = %+v", retry)
+	}
+	_, err = s.FinishIntent(ctx, ledger.IntentIssue, target, ledger.IntentDone, "")
+	must(t, err)
+	clk.Advance(time.Hour)
+	cur, err = s.TakeOverIntent(ctx, ledger.IntentIssue, target, 3, clk.Now())
+	wantErr(t, err, ledger.ErrConflict)
+	if cur.Status != ledger.IntentDone || cur.Attempts != 3 {
+		t.Errorf("take-over of a done intent returned %+v", cur)
+	}
+
+	for name, call := range map[string]func() error{
+		"unknown kind":      func() error { _, err := s.TakeOverIntent(ctx, "pay", target, 1, clk.Now()); return err },
+		"no target":         func() error { _, err := s.TakeOverIntent(ctx, ledger.IntentIssue, "", 1, clk.Now()); return err },
+		"attempt 0":         func() error { _, err := s.TakeOverIntent(ctx, ledger.IntentIssue, target, 0, clk.Now()); return err },
+		"zero stale before": func() error { _, err := s.TakeOverIntent(ctx, ledger.IntentIssue, target, 3, time.Time{}); return err },
+	} {
+		if err := call(); !errors.Is(err, ledger.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
 	}
 }
 

@@ -22,7 +22,6 @@ type Store interface {
 	LeadByCode(ctx context.Context, code string) (Lead, error)
 	// LeadsByEmail lists every lead with the email hash, one per campaign, by campaign id.
 	LeadsByEmail(ctx context.Context, emailHash string) ([]Lead, error)
-	LeadByEmailInCampaign(ctx context.Context, emailHash string, campaignID int64) (Lead, error)
 	// LeadByCustomer follows the customer's mapping to the lead (ErrNotFound if either is
 	// missing; CustomerMapping then tells which).
 	LeadByCustomer(ctx context.Context, customerID string) (Lead, error)
@@ -63,9 +62,24 @@ type Store interface {
 	// ErrAlreadySettled with it. A reward never seen (issued by hand in RF) is recorded too.
 	MarkRewardSettled(ctx context.Context, id int64, state RewardState, at time.Time, by string) (DueReward, error)
 
-	// BeginIntent starts an attempt of an effect: absent or failed → pending and nil; pending →
-	// ErrIntentPending (attempts incremented); done → ErrIntentDone.
+	// BeginIntent starts an attempt of an effect: absent or failed → pending (attempt 1, or one
+	// more than the failed one) and nil. Otherwise nothing is written and the stored intent comes
+	// back unchanged: pending → ErrIntentPending, with PreviousAttemptAt = its AttemptedAt (when
+	// the unfinished attempt began); done → ErrIntentDone. A refused Begin never moves the
+	// attempt's time, count or place in PendingIntents.
 	BeginIntent(ctx context.Context, in Intent) (Intent, error)
+	// TakeOverIntent starts a new attempt of a pending intent whose attempt is presumed crashed:
+	// it succeeds only if the intent is still pending at attempt seenAttempts (the Attempts the
+	// caller read) and that attempt began before staleBefore. It then counts attempt
+	// seenAttempts+1 begun now (AttemptedAt, and the intent's place in PendingIntents); the
+	// intent stays pending. Otherwise → ErrConflict with the intent as it is now: another caller
+	// took it over first, it was finished, or its attempt is not stale yet. Missing → ErrNotFound.
+	//
+	// The caller must reconcile with the remote system (read RF's state) BEFORE taking over, and
+	// act only if it wins: the crashed attempt may have taken effect, and then the intent is
+	// finished done instead, with no new call. Of N callers taking over the same attempt, exactly
+	// one wins; the others must not act.
+	TakeOverIntent(ctx context.Context, kind IntentKind, target string, seenAttempts int, staleBefore time.Time) (Intent, error)
 	// FinishIntent confirms (done) or gives up (failed, retryable) the pending attempt.
 	FinishIntent(ctx context.Context, kind IntentKind, target string, outcome IntentStatus, lastErr string) (Intent, error)
 	IntentOf(ctx context.Context, kind IntentKind, target string) (Intent, error)

@@ -77,6 +77,9 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"IntentLifecycle", testIntentLifecycle},
 		{"IntentFailedThenRetried", testIntentFailedThenRetried},
 		{"IntentCrashBetween", testIntentCrashBetween},
+		{"IntentRefusedBeginsKeepAttempt", testIntentRefusedBeginsKeepAttempt},
+		{"PendingIntentsOrder", testPendingIntentsOrder},
+		{"IntentTakeOver", testIntentTakeOver},
 		{"IntentGenerations", testIntentGenerations},
 		{"Unmatched", testUnmatched},
 		{"UnmatchedResolution", testUnmatchedResolution},
@@ -89,6 +92,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"RaceSpendSameKey", testRaceSpendSameKey},
 		{"RaceSpendManyKeys", testRaceSpendManyKeys},
 		{"RaceBeginIntent", testRaceBeginIntent},
+		{"RaceTakeOverIntent", testRaceTakeOverIntent},
 		{"RaceMapCustomer", testRaceMapCustomer},
 	}
 	for _, tc := range tests {

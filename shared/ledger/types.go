@@ -68,13 +68,19 @@ func (in Lead) merge(stored Lead) Lead {
 	return out
 }
 
-// sameContent reports whether two leads differ only in UpdatedAt.
+// sameContent reports whether two leads differ only in UpdatedAt. It compares whole structs, so
+// a field added to Lead is compared without being listed here (and a field that is not
+// comparable breaks the build instead of being skipped). Times are normalised first (UTC, no
+// monotonic reading), so that == on them means the same instant; a time field added without
+// being normalised here can only make an unchanged lead look changed (one needless rewrite),
+// never the other way round.
 func (l Lead) sameContent(o Lead) bool {
-	l.UpdatedAt, o.UpdatedAt = time.Time{}, time.Time{}
-	return l.ID == o.ID && l.Code == o.Code && l.EmailHash == o.EmailHash &&
-		l.EmailMasked == o.EmailMasked && l.ReferrerID == o.ReferrerID &&
-		l.CampaignID == o.CampaignID && l.SignedUpAt.Equal(o.SignedUpAt) &&
-		l.Source == o.Source && l.StripeCustomerID == o.StripeCustomerID
+	norm := func(x Lead) Lead {
+		x.UpdatedAt = time.Time{}
+		x.SignedUpAt = utc(x.SignedUpAt)
+		return x
+	}
+	return norm(l) == norm(o)
 }
 
 func (l Lead) validate() error {
@@ -312,15 +318,18 @@ type Intent struct {
 	Target string
 	Ref    string // what caused the first attempt (invoice, event, sweep run)
 
-	Status      IntentStatus
+	Status IntentStatus
+	// Attempts counts attempts begun: the first Begin, each Begin after a failure and each
+	// TakeOverIntent. Refused Begins are not counted.
 	Attempts    int
 	CreatedAt   time.Time
 	AttemptedAt time.Time // start of the latest attempt
 	FinishedAt  time.Time
 	LastError   string
 
-	// PreviousAttemptAt is set only with ErrIntentPending: when the unfinished attempt began. A
-	// recent one may still be in flight (answer "in progress"); an old one crashed (reconcile).
+	// PreviousAttemptAt is set only with ErrIntentPending: when the unfinished attempt began (the
+	// stored AttemptedAt). A recent one may still be in flight (answer "in progress"); an old
+	// one may have crashed (reconcile with RF, then FinishIntent or TakeOverIntent).
 	PreviousAttemptAt time.Time
 }
 
