@@ -50,6 +50,10 @@ func TestDynamoItemLayout(t *testing.T) {
 	must(t, err)
 	_, err = s.ResolveUnmatched(ctx, "in_3", ledger.UnmatchedExpired, "window over")
 	must(t, err)
+	_, err = s.MapCharge(ctx, "ch_1", 1, "usd")
+	must(t, err)
+	_, _, err = s.ApplyChargeRefunded(ctx, ledger.ChargeRefund{LeadID: 1, ChargeID: "ch_1", Currency: "usd", CumulativeMinor: 5})
+	must(t, err)
 	must(t, s.SaveCheckpoint(ctx, "sweep", []byte("{}")))
 	must(t, s.LogDecision(ctx, ledger.Decision{Subject: "due#5", Outcome: "wait"}))
 
@@ -63,6 +67,8 @@ func TestDynamoItemLayout(t *testing.T) {
 		{"code#", "lead", "lead_code", "", false},
 		{"email#", "campaign#", "lead_email", "", false},
 		{"customer#", "mapping", "customer_mapping", "", false},
+		{"charge#", "mapping", "charge_mapping", "", false},
+		{"charge#", "refunded", "charge_refunded", "", false},
 		{"lead#", "spend", "spend", "", false},
 		{"spend#", "entry", "spend_entry", "", false},
 		{"invoice#", "counted", "invoice_counted", "", false},

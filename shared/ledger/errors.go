@@ -12,7 +12,8 @@ var (
 	// ErrConflict means the write contradicts a record that already exists: a customer mapped to
 	// another lead, a due reward or qualification matched to another, a spend key reused for a
 	// different entry, an unmatched invoice already resolved differently, an intent taken over
-	// by another caller (or finished) before TakeOverIntent.
+	// by another caller (or finished) before TakeOverIntent, a charge mapped to another lead or
+	// its refunds recorded for another lead or currency.
 	ErrConflict = errors.New("conflicts with the existing record")
 	// ErrAlreadyQualified means the lead already has a standing qualification (returned).
 	ErrAlreadyQualified = errors.New("lead already has a standing qualification")

@@ -73,6 +73,37 @@ func (it mappingItem) mapping() (Mapping, error) {
 	return Mapping{CustomerID: it.CustomerID, LeadID: it.LeadID, Rule: it.Rule, MappedAt: at}, nil
 }
 
+type chargeMappingItem struct {
+	ID       string `dynamodbav:"id"`
+	SK       string `dynamodbav:"sk"`
+	Type     string `dynamodbav:"type"`
+	ChargeID string `dynamodbav:"charge_id"`
+	LeadID   int64  `dynamodbav:"lead_id"`
+	Currency string `dynamodbav:"currency"`
+	MappedAt string `dynamodbav:"mapped_at"`
+}
+
+func (it chargeMappingItem) mapping() (ChargeMapping, error) {
+	at, err := parseTS(it.MappedAt)
+	if err != nil {
+		return ChargeMapping{}, fmt.Errorf("decode mapping of charge %s: %w", it.ChargeID, err)
+	}
+	return ChargeMapping{ChargeID: it.ChargeID, LeadID: it.LeadID, Currency: it.Currency, MappedAt: at}, nil
+}
+
+// chargeRefundItem is the highest cumulative refund seen for a charge.
+type chargeRefundItem struct {
+	ID         string `dynamodbav:"id"`
+	SK         string `dynamodbav:"sk"`
+	Type       string `dynamodbav:"type"`
+	ChargeID   string `dynamodbav:"charge_id"`
+	LeadID     int64  `dynamodbav:"lead_id"`
+	Currency   string `dynamodbav:"currency"`
+	Refunded   int64  `dynamodbav:"refunded"`
+	RefundedAt string `dynamodbav:"refunded_at"`
+	UpdatedAt  string `dynamodbav:"updated_at"`
+}
+
 type spendEntryItem struct {
 	ID          string `dynamodbav:"id"`
 	SK          string `dynamodbav:"sk"`

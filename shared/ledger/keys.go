@@ -17,6 +17,8 @@ import (
 //	lead by code           code#<code>                 lead          (full copy of the lead)
 //	lead by email          email#<emailHash>           campaign#<campaignID> (full copy)
 //	customer mapping       customer#<customerID>       mapping
+//	charge mapping         charge#<chargeID>           mapping
+//	charge refunded        charge#<chargeID>           refunded      (highest cumulative refund)
 //	spend totals           lead#<leadID>               spend         (net_<currency> numbers)
 //	spend entry            spend#<key>                 entry
 //	invoice counted        invoice#<invoiceID>         counted
@@ -48,6 +50,8 @@ const (
 	typeLeadCode      = "lead_code"
 	typeLeadEmail     = "lead_email"
 	typeMapping       = "customer_mapping"
+	typeChargeMapping = "charge_mapping"
+	typeChargeRefund  = "charge_refunded"
 	typeSpend         = "spend"
 	typeSpendEntry    = "spend_entry"
 	typeInvoice       = "invoice_counted"
@@ -93,15 +97,17 @@ func (k key) av() map[string]types.AttributeValue {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-func leadKey(id int64) key                { return key{"lead#" + itoa(id), "lead"} }
-func codeKey(code string) key             { return key{"code#" + code, "lead"} }
-func emailPK(hash string) string          { return "email#" + hash }
-func emailKey(hash string, cid int64) key { return key{emailPK(hash), "campaign#" + itoa(cid)} }
-func mappingKey(customerID string) key    { return key{"customer#" + customerID, "mapping"} }
-func spendKey(leadID int64) key           { return key{"lead#" + itoa(leadID), "spend"} }
-func spendEntryKey(k string) key          { return key{"spend#" + k, "entry"} }
-func invoiceKey(invoiceID string) key     { return key{"invoice#" + invoiceID, "counted"} }
-func qualPK(leadID int64) string          { return "qual#" + itoa(leadID) }
+func leadKey(id int64) key                 { return key{"lead#" + itoa(id), "lead"} }
+func codeKey(code string) key              { return key{"code#" + code, "lead"} }
+func emailPK(hash string) string           { return "email#" + hash }
+func emailKey(hash string, cid int64) key  { return key{emailPK(hash), "campaign#" + itoa(cid)} }
+func mappingKey(customerID string) key     { return key{"customer#" + customerID, "mapping"} }
+func chargeMappingKey(chargeID string) key { return key{"charge#" + chargeID, "mapping"} }
+func chargeRefundKey(chargeID string) key  { return key{"charge#" + chargeID, "refunded"} }
+func spendKey(leadID int64) key            { return key{"lead#" + itoa(leadID), "spend"} }
+func spendEntryKey(k string) key           { return key{"spend#" + k, "entry"} }
+func invoiceKey(invoiceID string) key      { return key{"invoice#" + invoiceID, "counted"} }
+func qualPK(leadID int64) string           { return "qual#" + itoa(leadID) }
 func qualKey(leadID, seq int64) key {
 	return key{qualPK(leadID), fmt.Sprintf("%s%010d", qualSKPrefix, seq)}
 }

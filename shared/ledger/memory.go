@@ -18,8 +18,10 @@ type Memory struct {
 	codes       map[string]int64           // code → lead
 	emails      map[string]map[int64]int64 // email hash → campaign → lead
 	mappings    map[string]Mapping
-	entries     map[string]SpendEntry // spend key → entry
-	invoices    map[string]string     // invoice → spend key that counted it
+	charges     map[string]ChargeMapping
+	refunds     map[string]ChargeRefund // charge → highest cumulative refund recorded
+	entries     map[string]SpendEntry   // spend key → entry
+	invoices    map[string]string       // invoice → spend key that counted it
 	spend       map[int64]Spend
 	quals       map[int64][]Qualification // lead → qualifications, Seq 1..n
 	due         map[int64]DueReward
@@ -39,7 +41,8 @@ func NewMemory(opts ...Option) *Memory {
 	return &Memory{
 		cfg:   newConfig(opts),
 		leads: map[int64]Lead{}, codes: map[string]int64{}, emails: map[string]map[int64]int64{},
-		mappings: map[string]Mapping{}, entries: map[string]SpendEntry{}, invoices: map[string]string{},
+		mappings: map[string]Mapping{}, charges: map[string]ChargeMapping{}, refunds: map[string]ChargeRefund{},
+		entries: map[string]SpendEntry{}, invoices: map[string]string{},
 		spend: map[int64]Spend{}, quals: map[int64][]Qualification{}, due: map[int64]DueReward{},
 		intents: map[intentID]Intent{}, unmatched: map[string]Unmatched{},
 		checkpoints: map[string][]byte{}, decisions: map[string][]Decision{},

@@ -31,6 +31,21 @@ type Store interface {
 	MapCustomer(ctx context.Context, customerID string, leadID int64, rule string) (Mapping, error)
 	CustomerMapping(ctx context.Context, customerID string) (Mapping, error)
 
+	// MapCharge records that a Stripe charge paid for a lead, in its currency (disputes name only
+	// the charge). The first mapping wins: the same charge and lead again is a no-op that keeps
+	// the first currency and time; another lead → ErrConflict with the existing mapping.
+	MapCharge(ctx context.Context, chargeID string, leadID int64, currency string) (ChargeMapping, error)
+	// LeadByCharge follows the charge's mapping to the lead (ErrNotFound if the charge is
+	// unmapped or the lead is missing).
+	LeadByCharge(ctx context.Context, chargeID string) (Lead, error)
+	// ApplyChargeRefunded records a charge's cumulative refunded amount and subtracts only its
+	// increase over the highest amount recorded before from the lead's net in the currency,
+	// atomically. It returns the lead's totals and the increase applied (> 0 when it wrote). A
+	// cumulative amount at or below the recorded one (a redelivery, or an older event arriving
+	// late) writes nothing and returns 0 and the current totals. Refunds of a charge recorded
+	// for another lead or currency → ErrConflict.
+	ApplyChargeRefunded(ctx context.Context, r ChargeRefund) (s Spend, appliedDelta int64, err error)
+
 	// ApplySpend counts an entry once: a key (or, for a payment, an invoice) already counted
 	// returns applied=false and the current totals. The same key with a different lead, currency
 	// or amount → ErrConflict.

@@ -69,6 +69,8 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"MapCustomer", testMapCustomer},
 		{"ApplySpend", testApplySpend},
 		{"SpendInvalid", testSpendInvalid},
+		{"MapCharge", testMapCharge},
+		{"ChargeRefunds", testChargeRefunds},
 		{"QualifyOnce", testQualifyOnce},
 		{"ReverseThenRequalify", testReverseThenRequalify},
 		{"QualificationsFor", testQualificationsFor},
@@ -94,6 +96,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"RaceBeginIntent", testRaceBeginIntent},
 		{"RaceTakeOverIntent", testRaceTakeOverIntent},
 		{"RaceMapCustomer", testRaceMapCustomer},
+		{"RaceChargeRefunds", testRaceChargeRefunds},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

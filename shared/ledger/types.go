@@ -425,3 +425,44 @@ func utc(t time.Time) time.Time {
 	}
 	return t.UTC().Round(0)
 }
+
+// ChargeMapping says that a Stripe charge paid for a lead. Disputes name only the charge; the
+// mapping, recorded when the charge's invoice is matched, tells whose it is.
+type ChargeMapping struct {
+	ChargeID string
+	LeadID   int64
+	Currency string // lower-case ISO 4217, the charge's currency
+	MappedAt time.Time
+}
+
+// ChargeRefund is what a charge.refunded event says: how much of the charge has been refunded
+// so far, in total. Stripe no longer includes the refunds themselves (API 2022-11-15), and
+// events may arrive twice or out of order, so the ledger keeps the highest total seen.
+type ChargeRefund struct {
+	LeadID          int64
+	ChargeID        string
+	Currency        string // lower-case ISO 4217
+	CumulativeMinor int64  // the charge's amount_refunded, ≥ 0
+	At              time.Time
+}
+
+func (r ChargeRefund) validate() error {
+	switch {
+	case r.LeadID <= 0:
+		return fmt.Errorf("%w: refund of charge %q: lead id %d", ErrInvalid, r.ChargeID, r.LeadID)
+	case r.ChargeID == "":
+		return fmt.Errorf("%w: charge refund without a charge id", ErrInvalid)
+	case !validCurrency(r.Currency):
+		return fmt.Errorf("%w: refund of charge %q: currency %q is not lower-case ISO 4217", ErrInvalid, r.ChargeID, r.Currency)
+	case r.CumulativeMinor < 0:
+		return fmt.Errorf("%w: refund of charge %q: cumulative amount %d is negative", ErrInvalid, r.ChargeID, r.CumulativeMinor)
+	}
+	return nil
+}
+
+func validChargeMapping(chargeID string, leadID int64, currency string) error {
+	if chargeID == "" || leadID <= 0 || !validCurrency(currency) {
+		return fmt.Errorf("%w: map charge %q to lead %d in %q", ErrInvalid, chargeID, leadID, currency)
+	}
+	return nil
+}

@@ -30,7 +30,7 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 	}
 	if counted {
 		// Counted, but a crash may have come before the qualification: finish that part.
-		return s.qualifyIfDue(ctx, inv, Result{Outcome: Duplicate, Reason: "invoice already counted"})
+		return s.qualifyIfDue(ctx, inv, Result{Outcome: Duplicate, Reason: "invoice already counted"}, nil, nil)
 	}
 	lead, rule, err := s.match(ctx, inv)
 	if errors.Is(err, errNoMatch) {
@@ -39,12 +39,18 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 	if err != nil {
 		return Result{}, fmt.Errorf("match invoice %s: %w", inv.ID, err)
 	}
-	if inv.CustomerID != "" {
+	if inv.CustomerID != "" && rule != RuleCustomerMap {
 		if _, err := s.ledger.MapCustomer(ctx, inv.CustomerID, lead.ID, rule); err != nil && !errors.Is(err, ledger.ErrConflict) {
 			return Result{}, fmt.Errorf("map customer of invoice %s: %w", inv.ID, err)
 		} else if err != nil {
 			s.log.WarnContext(ctx, "customer already mapped to another lead; metadata match kept",
 				"invoice", inv.ID, "lead", lead.ID, "rule", rule)
+		}
+	}
+	if inv.ChargeID != "" && inv.Currency != "" {
+		// Disputes name only the charge: remember whose it is.
+		if _, err := s.ledger.MapCharge(ctx, inv.ChargeID, lead.ID, strings.ToLower(inv.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
+			return Result{}, fmt.Errorf("map charge of invoice %s: %w", inv.ID, err)
 		}
 	}
 	inputs := map[string]string{"lead": itoa(lead.ID), "rule": rule, "amount": itoa(inv.AmountPaid), "currency": inv.Currency}
@@ -53,7 +59,7 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 		s.decide(ctx, subject, "window", out, inputs)
 		return out, nil
 	}
-	_, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: inv.ID + "#paid",
+	spend, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: inv.ID + "#paid",
 		Kind: ledger.SpendPayment, Currency: strings.ToLower(inv.Currency), AmountMinor: inv.AmountPaid,
 		InvoiceID: inv.ID, At: paidAt})
 	if err != nil {
@@ -63,25 +69,26 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 	if !applied {
 		out.Outcome, out.Reason = Duplicate, "invoice already counted"
 	}
-	return s.qualifyIfDue(ctx, inv, out)
+	return s.qualifyIfDue(ctx, inv, out, &lead, &spend)
 }
 
 // qualifyIfDue qualifies the invoice's lead when its net paid amount reaches the threshold and
-// it has no standing qualification. Renewals of a qualified lead cost no RF call.
-func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, out Result) (Result, error) {
+// it has no standing qualification. Renewals of a qualified lead cost no RF call. lead and
+// spend are what the caller just read or wrote (nil on a duplicate delivery: read them).
+func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, out Result, lead *ledger.Lead, spend *ledger.Spend) (Result, error) {
 	subject := "invoice#" + inv.ID
-	if out.LeadID == 0 { // a duplicate delivery: find the lead the first delivery counted for
+	if lead == nil { // a duplicate delivery: find the lead the first delivery counted for
 		if inv.CustomerID == "" {
 			return out, nil
 		}
-		lead, err := s.ledger.LeadByCustomer(ctx, inv.CustomerID)
+		l, err := s.ledger.LeadByCustomer(ctx, inv.CustomerID)
 		if err != nil {
 			if errors.Is(err, ledger.ErrNotFound) {
 				return out, nil
 			}
 			return Result{}, fmt.Errorf("invoice %s: lead: %w", inv.ID, err)
 		}
-		out.LeadID = lead.ID
+		lead, out.LeadID = &l, l.ID
 	}
 	latest, err := s.ledger.LatestQualification(ctx, out.LeadID)
 	found := err == nil
@@ -101,30 +108,28 @@ func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, ou
 		s.decide(ctx, subject, "threshold", out, nil)
 		return out, nil
 	}
-	sp, err := s.ledger.SpendOf(ctx, out.LeadID)
-	if err != nil {
-		return Result{}, fmt.Errorf("invoice %s: spend of lead %d: %w", inv.ID, out.LeadID, err)
+	if spend == nil {
+		sp, err := s.ledger.SpendOf(ctx, out.LeadID)
+		if err != nil {
+			return Result{}, fmt.Errorf("invoice %s: spend of lead %d: %w", inv.ID, out.LeadID, err)
+		}
+		spend = &sp
 	}
-	spend := sp.Net[currency]
-	inputs := map[string]string{"lead": itoa(out.LeadID), "net": itoa(spend), "threshold": itoa(min), "currency": currency}
-	if spend < min {
+	net := spend.Net[currency]
+	inputs := map[string]string{"lead": itoa(out.LeadID), "net": itoa(net), "threshold": itoa(min), "currency": currency}
+	if net < min {
 		if out.Reason == "" {
-			out.Reason = fmt.Sprintf("net paid %d %s is below the threshold %d", spend, currency, min)
+			out.Reason = fmt.Sprintf("net paid %d %s is below the threshold %d", net, currency, min)
 		}
 		s.decide(ctx, subject, "threshold", out, inputs)
 		return out, nil
 	}
-	lead, err := s.ledger.LeadByID(ctx, out.LeadID)
-	if err != nil {
-		return Result{}, fmt.Errorf("invoice %s: lead %d: %w", inv.ID, out.LeadID, err)
-	}
-	return s.qualify(ctx, lead, ledger.NextQualificationSeq(latest, found), inv, out, inputs)
+	return s.qualify(ctx, *lead, ledger.NextQualificationSeq(latest, found), subject, inv.ID, out, inputs)
 }
 
 // qualify runs intent → RF call → confirm. PUT /users/qualification sets a state, so a retry
 // after a crash simply sets it again; the intent records that the call was made.
-func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, inv stripeevents.Invoice, out Result, inputs map[string]string) (Result, error) {
-	subject := "invoice#" + inv.ID
+func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subject, invoiceID string, out Result, inputs map[string]string) (Result, error) {
 	target := ledger.QualificationTarget(lead.ID, seq)
 	if s.set.DryRun {
 		out.Reason = "dry run: would qualify the lead"
@@ -156,7 +161,7 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, inv 
 		}
 	}
 	_, err = s.ledger.Qualify(ctx, ledger.Qualification{LeadID: lead.ID, ReferrerID: lead.ReferrerID, At: s.now(),
-		Origin: ledger.OriginRefbridge, InvoiceID: inv.ID, Rule: out.Rule})
+		Origin: ledger.OriginRefbridge, InvoiceID: invoiceID, Rule: out.Rule})
 	if err != nil && !errors.Is(err, ledger.ErrAlreadyQualified) {
 		return Result{}, fmt.Errorf("qualify lead %d: record: %w", lead.ID, err)
 	}

@@ -27,7 +27,13 @@ type Ledger interface {
 	SpendOf(ctx context.Context, leadID int64) (ledger.Spend, error)
 	InvoiceCounted(ctx context.Context, invoiceID string) (bool, error)
 	Qualify(ctx context.Context, q ledger.Qualification) (ledger.Qualification, error)
+	Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (ledger.Qualification, error)
 	LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
+	StandingQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
+	DueRewardRecord(ctx context.Context, id int64) (ledger.DueReward, error)
+	MapCharge(ctx context.Context, chargeID string, leadID int64, currency string) (ledger.ChargeMapping, error)
+	LeadByCharge(ctx context.Context, chargeID string) (ledger.Lead, error)
+	ApplyChargeRefunded(ctx context.Context, r ledger.ChargeRefund) (ledger.Spend, int64, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
 	RecordUnmatched(ctx context.Context, u ledger.Unmatched) (ledger.Unmatched, error)
@@ -80,6 +86,9 @@ const (
 	Unmatched Outcome = "unmatched" // no lead; recorded and retried later
 	Ignored   Outcome = "ignored"   // nothing to do ($0, outside the window, ...)
 	Duplicate Outcome = "duplicate" // this invoice was counted before
+
+	Unqualified Outcome = "unqualified" // a reversal took the lead below the threshold: unqualified in RF
+	Restored    Outcome = "restored"    // a won dispute brought the lead back over the threshold: qualified again
 )
 
 // Result is a decision's outcome and the reason, safe to show to the webhook sender.

@@ -19,6 +19,9 @@ import (
 // Decisions is what the handler asks of the referral rules.
 type Decisions interface {
 	InvoicePaid(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time) (referrals.Result, error)
+	ChargeRefunded(ctx context.Context, ch stripeevents.Charge, at time.Time) (referrals.Result, error)
+	DisputeCreated(ctx context.Context, d stripeevents.Dispute, at time.Time) (referrals.Result, error)
+	DisputeClosed(ctx context.Context, d stripeevents.Dispute, at time.Time) (referrals.Result, error)
 }
 
 // Once runs work once per key (the idempotency runner).
@@ -59,16 +62,16 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		log.InfoContext(ctx, "stripe event of the other mode ignored", "livemode", ev.Livemode)
 		return httpx.Outcome{Kind: httpx.Ignored, Reason: "event of the other Stripe mode"}
 	}
-	if ev.Type != stripeevents.TypeInvoicePaid {
+	decide, err := h.decision(ev)
+	if errors.Is(err, errUnhandled) {
 		return httpx.Outcome{Kind: httpx.Ignored, Reason: "event type " + ev.Type + " is not handled"}
 	}
-	inv, err := stripeevents.DecodeInvoice(ev.Object)
 	if err != nil {
 		log.WarnContext(ctx, "stripe event malformed", "error", err.Error())
-		return httpx.Outcome{Kind: httpx.Invalid, Reason: "data.object is not a valid invoice"}
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: "data.object does not match the event type"}
 	}
 	res, err := h.Once.Do(ctx, "stripe#"+ev.ID, r.Body, func(ctx context.Context) ([]byte, error) {
-		out, err := h.Decisions.InvoicePaid(ctx, inv, ev.Created)
+		out, err := decide(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -92,13 +95,43 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		return httpx.Outcome{Kind: httpx.Duplicate, Reason: "event already processed: " + s.Outcome}
 	}
 	kind := httpx.Processed
-	if s.Outcome == string(referrals.Ignored) || s.Outcome == string(referrals.Unmatched) {
+	switch referrals.Outcome(s.Outcome) {
+	case referrals.Ignored, referrals.Unmatched:
 		kind = httpx.Ignored
-	}
-	if s.Outcome == string(referrals.Duplicate) {
+	case referrals.Duplicate:
 		kind = httpx.Duplicate
 	}
 	return httpx.Outcome{Kind: kind, Reason: s.Outcome + ": " + s.Reason}
+}
+
+var errUnhandled = errors.New("event type not handled")
+
+// decision decodes the event's object for its type (before any state is touched, so a malformed
+// body changes nothing) and returns the decision to run once.
+func (h *Handler) decision(ev stripeevents.Event) (func(context.Context) (referrals.Result, error), error) {
+	switch ev.Type {
+	case stripeevents.TypeInvoicePaid:
+		inv, err := stripeevents.DecodeInvoice(ev.Object)
+		return func(ctx context.Context) (referrals.Result, error) {
+			return h.Decisions.InvoicePaid(ctx, inv, ev.Created)
+		}, err
+	case stripeevents.TypeChargeRefunded:
+		ch, err := stripeevents.DecodeCharge(ev.Object)
+		return func(ctx context.Context) (referrals.Result, error) {
+			return h.Decisions.ChargeRefunded(ctx, ch, ev.Created)
+		}, err
+	case stripeevents.TypeDisputeCreated:
+		d, err := stripeevents.DecodeDispute(ev.Object)
+		return func(ctx context.Context) (referrals.Result, error) {
+			return h.Decisions.DisputeCreated(ctx, d, ev.Created)
+		}, err
+	case stripeevents.TypeDisputeClosed:
+		d, err := stripeevents.DecodeDispute(ev.Object)
+		return func(ctx context.Context) (referrals.Result, error) {
+			return h.Decisions.DisputeClosed(ctx, d, ev.Created)
+		}, err
+	}
+	return nil, errUnhandled
 }
 
 // verifyReason says what was wrong without echoing anything the sender sent.

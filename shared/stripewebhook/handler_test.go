@@ -297,3 +297,110 @@ func TestRFFailureAnswers503AndTheRetrySucceeds(t *testing.T) {
 		})
 	}
 }
+
+func erinQualified(t *testing.T, sim *rfsimtest.Sim) bool {
+	t.Helper()
+	u, ok := sim.Server.User(5)
+	if !ok {
+		t.Fatal("Erin is gone")
+	}
+	return u.QualifiedAt != nil
+}
+
+func mustCall(t *testing.T, e env, file, wantStatus, wantReasonPrefix string) {
+	t.Helper()
+	status, a := call(t, e, signed(fixture(t, file)))
+	if status != 200 || a.Status != wantStatus || !strings.HasPrefix(a.Reason, wantReasonPrefix) {
+		t.Fatalf("%s: %d %+v, want %s %q…", file, status, a, wantStatus, wantReasonPrefix)
+	}
+}
+
+func TestRefundsReverseOnlyBelowTheThreshold(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		// A partial refund (cumulative 10.00 of 49.00) keeps Erin above the 20.00 threshold.
+		mustCall(t, e, "charge.refunded.partial.2025-03-31.basil.json", "processed", "counted")
+		if !erinQualified(t, e.sim) {
+			t.Fatal("a partial refund above the threshold unqualified the lead")
+		}
+		// The full refund (cumulative 49.00) takes her to 0: unqualified in RF, reversed in the ledger.
+		mustCall(t, e, "charge.refunded.2024-06-20.json", "processed", "unqualified")
+		if erinQualified(t, e.sim) {
+			t.Fatal("RF still has the lead qualified")
+		}
+		if _, err := e.ledger.StandingQualification(context.Background(), 5); err == nil {
+			t.Fatal("the ledger still has a standing qualification")
+		}
+		sp, _ := e.ledger.SpendOf(context.Background(), 5)
+		if sp.Net["usd"] != 0 {
+			t.Fatalf("net after refunds %v", sp.Net)
+		}
+		// The partial refund delivered late (another event id) changes nothing.
+		late := withEventID(t, fixture(t, "charge.refunded.partial.2025-03-31.basil.json"), "evt_late_partial", nil)
+		if status, a := call(t, e, signed(late)); status != 200 || a.Status != "duplicate" {
+			t.Fatalf("late partial refund: %d %+v", status, a)
+		}
+		if n := rfCalls(e.sim, "PUT", "/api/v2/users/qualification"); n != 2 {
+			t.Fatalf("%d qualification calls, want qualify + unqualify", n)
+		}
+	})
+}
+
+func TestDisputeWithdrawsAndAWonDisputeRestores(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		mustCall(t, e, "charge.dispute.created.2024-06-20.json", "processed", "unqualified")
+		if erinQualified(t, e.sim) {
+			t.Fatal("dispute did not unqualify")
+		}
+		mustCall(t, e, "charge.dispute.closed.won.2024-06-20.json", "processed", "restored")
+		if !erinQualified(t, e.sim) {
+			t.Fatal("won dispute did not restore the qualification in RF")
+		}
+		q, err := e.ledger.StandingQualification(context.Background(), 5)
+		if err != nil || q.Seq != 2 {
+			t.Fatalf("restored qualification %+v %v", q, err)
+		}
+		sp, _ := e.ledger.SpendOf(context.Background(), 5)
+		if sp.Net["usd"] != 4900 {
+			t.Fatalf("net after a won dispute %v", sp.Net)
+		}
+	})
+}
+
+func TestLostDisputeStaysReversed(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		mustCall(t, e, "charge.dispute.created.2024-06-20.json", "processed", "unqualified")
+		mustCall(t, e, "charge.dispute.closed.lost.2024-06-20.json", "processed", "counted")
+		sp, _ := e.ledger.SpendOf(context.Background(), 5)
+		if sp.Net["usd"] != 0 || erinQualified(t, e.sim) {
+			t.Fatalf("net %v, qualified %v", sp.Net, erinQualified(t, e.sim))
+		}
+	})
+}
+
+func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		ctx := context.Background()
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		// The sweep matched and issued Bob's reward for Erin's qualification.
+		q, err := e.ledger.StandingQualification(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.SeeDueReward(ctx, ledger.DueReward{ID: 77, RewardID: 1, RecipientID: 2, Metric: "amount"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ledger.MatchDueReward(ctx, 77, q.Ref()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.MarkRewardSettled(ctx, 77, ledger.RewardIssued, time.Now(), ledger.SettledBySweep); err != nil {
+			t.Fatal(err)
+		}
+		mustCall(t, e, "charge.refunded.2024-06-20.json", "processed", "counted")
+		if !erinQualified(t, e.sim) {
+			t.Fatal("refbridge unqualified a lead whose reward was already issued")
+		}
+	})
+}

@@ -1,0 +1,228 @@
+package referrals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/ledger"
+	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/stripeevents"
+)
+
+// ChargeRefunded applies a charge's refunds to its lead's net paid amount. Stripe sends the
+// cumulative amount refunded; the ledger subtracts only the increase, so redeliveries and
+// reordered events count once. A lead falling below the threshold before its reward is issued
+// is unqualified.
+func (s *Service) ChargeRefunded(ctx context.Context, ch stripeevents.Charge, at time.Time) (Result, error) {
+	subject := "charge#" + ch.ID
+	lead, err := s.leadOfCharge(ctx, ch.ID, ch.CustomerID, ch.Currency)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return Result{Outcome: Ignored, Reason: "refund of a charge that belongs to no referred lead"}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("refund of %s: %w", ch.ID, err)
+	}
+	currency := strings.ToLower(ch.Currency)
+	_, delta, err := s.ledger.ApplyChargeRefunded(ctx, ledger.ChargeRefund{LeadID: lead.ID, ChargeID: ch.ID,
+		Currency: currency, CumulativeMinor: ch.AmountRefunded, At: at})
+	if err != nil {
+		return Result{}, fmt.Errorf("refund of %s: %w", ch.ID, err)
+	}
+	if delta == 0 {
+		return Result{Outcome: Duplicate, Reason: "refund already counted", LeadID: lead.ID}, nil
+	}
+	return s.reverseIfBelow(ctx, lead, currency, subject, fmt.Sprintf("refund of %d %s", delta, currency))
+}
+
+// DisputeCreated withdraws a disputed amount from the lead's net paid amount (inquiries withdraw
+// nothing) and unqualifies the lead if that takes it below the threshold.
+func (s *Service) DisputeCreated(ctx context.Context, d stripeevents.Dispute, at time.Time) (Result, error) {
+	if strings.HasPrefix(d.Status, "warning_") {
+		return Result{Outcome: Ignored, Reason: "inquiry: no funds withdrawn"}, nil
+	}
+	return s.withdraw(ctx, d, at)
+}
+
+// DisputeClosed settles a dispute: won gives the funds back (and restores a qualification the
+// dispute reversed), lost keeps them withdrawn (withdrawn now if the opening event was missed).
+func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at time.Time) (Result, error) {
+	switch d.Status {
+	case "lost":
+		return s.withdraw(ctx, d, at)
+	case "won":
+	default:
+		return Result{Outcome: Ignored, Reason: "dispute closed as " + d.Status + ": no change to funds"}, nil
+	}
+	subject := "dispute#" + d.ID
+	lead, err := s.ledger.LeadByCharge(ctx, d.ChargeID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return Result{Outcome: Ignored, Reason: "dispute on a charge that belongs to no referred lead"}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
+	}
+	currency := strings.ToLower(d.Currency)
+	// The withdrawal is recorded too (idempotent), so a won dispute whose opening event was
+	// missed nets to zero instead of adding money that never left.
+	for _, e := range []ledger.SpendEntry{
+		{LeadID: lead.ID, Key: d.ID + "#withdrawn", Kind: ledger.SpendDisputeWithdrawn, Currency: currency, AmountMinor: -d.Amount, At: at},
+		{LeadID: lead.ID, Key: d.ID + "#reinstated", Kind: ledger.SpendDisputeReinstated, Currency: currency, AmountMinor: d.Amount, At: at},
+	} {
+		if _, _, err := s.ledger.ApplySpend(ctx, e); err != nil {
+			return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
+		}
+	}
+	return s.restoreIfAbove(ctx, lead, currency, subject)
+}
+
+func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.Time) (Result, error) {
+	subject := "dispute#" + d.ID
+	lead, err := s.ledger.LeadByCharge(ctx, d.ChargeID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return Result{Outcome: Ignored, Reason: "dispute on a charge that belongs to no referred lead"}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
+	}
+	currency := strings.ToLower(d.Currency)
+	_, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: d.ID + "#withdrawn",
+		Kind: ledger.SpendDisputeWithdrawn, Currency: currency, AmountMinor: -d.Amount, At: at})
+	if err != nil {
+		return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
+	}
+	if !applied {
+		return s.reverseIfBelow(ctx, lead, currency, subject, "dispute (already counted)")
+	}
+	return s.reverseIfBelow(ctx, lead, currency, subject, fmt.Sprintf("dispute of %d %s", d.Amount, currency))
+}
+
+// leadOfCharge finds a charge's lead by the charge mapping, else by its customer (and then
+// remembers the charge for the disputes that may follow).
+func (s *Service) leadOfCharge(ctx context.Context, chargeID, customerID, currency string) (ledger.Lead, error) {
+	lead, err := s.ledger.LeadByCharge(ctx, chargeID)
+	if err == nil || !errors.Is(err, ledger.ErrNotFound) || customerID == "" {
+		return lead, err
+	}
+	if lead, err = s.ledger.LeadByCustomer(ctx, customerID); err != nil {
+		return ledger.Lead{}, err
+	}
+	if _, err := s.ledger.MapCharge(ctx, chargeID, lead.ID, strings.ToLower(currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
+		return ledger.Lead{}, err
+	}
+	return lead, nil
+}
+
+// reverseIfBelow unqualifies a lead whose net paid amount fell below the threshold, unless its
+// reward was already issued: refbridge never claws money back, it records the reversal for
+// operators instead.
+func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency, subject, why string) (Result, error) {
+	out := Result{Outcome: Counted, LeadID: lead.ID}
+	q, err := s.ledger.StandingQualification(ctx, lead.ID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		out.Reason = why + " counted; the lead is not qualified"
+		return out, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("reverse lead %d: %w", lead.ID, err)
+	}
+	net, min, err := s.netAndMin(ctx, lead.ID, currency)
+	if err != nil {
+		return Result{}, err
+	}
+	inputs := map[string]string{"lead": itoa(lead.ID), "net": itoa(net), "threshold": itoa(min), "currency": currency}
+	if net >= min {
+		out.Reason = fmt.Sprintf("%s counted; net paid %d %s still meets the threshold", why, net, currency)
+		s.decide(ctx, subject, "reversal", out, inputs)
+		return out, nil
+	}
+	if q.MatchedDueRewardID != 0 {
+		r, err := s.ledger.DueRewardRecord(ctx, q.MatchedDueRewardID)
+		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return Result{}, fmt.Errorf("reverse lead %d: reward %d: %w", lead.ID, q.MatchedDueRewardID, err)
+		}
+		if err == nil && r.State == ledger.RewardIssued {
+			out.Reason = why + ": the reward was already issued; reversal recorded, nothing clawed back"
+			s.log.WarnContext(ctx, "reversal after the reward was issued", "lead", lead.ID, "reward", r.ID, "metric", "reversal_after_issue")
+			s.decide(ctx, subject, "reversal", out, inputs)
+			return out, nil
+		}
+	}
+	reason := fmt.Sprintf("%s: net paid %d %s below the threshold %d", why, net, currency, min)
+	target := ledger.QualificationTarget(lead.ID, q.Seq)
+	if s.set.DryRun {
+		s.log.InfoContext(ctx, "dry run: would call PUT /users/qualification", "lead", lead.ID, "qualified", false)
+		out.Reason = "dry run: would unqualify the lead (" + reason + ")"
+		s.decide(ctx, subject, "reversal", Result{Outcome: Unqualified, Reason: out.Reason}, inputs)
+		return out, nil
+	}
+	_, err = s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentUnqualify, Target: target, Ref: subject})
+	switch {
+	case errors.Is(err, ledger.ErrIntentDone):
+	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
+		return Result{}, fmt.Errorf("unqualify lead %d: intent: %w", lead.ID, err)
+	default:
+		if _, err := s.rf.SetQualification(ctx, rf.UserRef{ID: lead.ID}, false); err != nil && !rf.IsNotFound(err) {
+			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentFailed, err.Error()); ferr != nil {
+				s.log.WarnContext(ctx, "could not record a failed unqualification", "lead", lead.ID, "error", ferr.Error())
+			}
+			return Result{}, fmt.Errorf("unqualify lead %d: %w", lead.ID, err)
+		}
+		if _, err := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); err != nil {
+			return Result{}, fmt.Errorf("unqualify lead %d: confirm intent: %w", lead.ID, err)
+		}
+	}
+	if _, err := s.ledger.Reverse(ctx, lead.ID, s.now(), reason); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return Result{}, fmt.Errorf("unqualify lead %d: record: %w", lead.ID, err)
+	}
+	out.Outcome, out.Reason = Unqualified, reason
+	s.decide(ctx, subject, "reversal", out, inputs)
+	return out, nil
+}
+
+// restoreIfAbove qualifies again a lead whose qualification was reversed, once a won dispute
+// brings its net paid amount back to the threshold.
+func (s *Service) restoreIfAbove(ctx context.Context, lead ledger.Lead, currency, subject string) (Result, error) {
+	out := Result{Outcome: Counted, LeadID: lead.ID}
+	latest, err := s.ledger.LatestQualification(ctx, lead.ID)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		out.Reason = "dispute won; the lead was never qualified"
+		return out, nil
+	case err != nil:
+		return Result{}, fmt.Errorf("restore lead %d: %w", lead.ID, err)
+	case latest.Standing():
+		out.Reason = "dispute won; the lead is still qualified"
+		return out, nil
+	}
+	net, min, err := s.netAndMin(ctx, lead.ID, currency)
+	if err != nil {
+		return Result{}, err
+	}
+	inputs := map[string]string{"lead": itoa(lead.ID), "net": itoa(net), "threshold": itoa(min), "currency": currency}
+	if net < min {
+		out.Reason = fmt.Sprintf("dispute won; net paid %d %s is still below the threshold", net, currency)
+		s.decide(ctx, subject, "restore", out, inputs)
+		return out, nil
+	}
+	res, err := s.qualify(ctx, lead, ledger.NextQualificationSeq(latest, true), subject, latest.InvoiceID,
+		Result{Outcome: Counted, LeadID: lead.ID, Rule: latest.Rule}, inputs)
+	if err == nil && res.Outcome == Qualified {
+		res.Outcome, res.Reason = Restored, "dispute won: lead qualified again"
+	}
+	return res, err
+}
+
+func (s *Service) netAndMin(ctx context.Context, leadID int64, currency string) (net, min int64, err error) {
+	min, ok := s.set.Threshold.For(currency)
+	if !ok {
+		min = 1 // no threshold for the currency: only a fully reversed payment falls below
+	}
+	sp, err := s.ledger.SpendOf(ctx, leadID)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spend of lead %d: %w", leadID, err)
+	}
+	return sp.Net[currency], min, nil
+}
