@@ -22,6 +22,7 @@ import (
 	"github.com/refbridge/refbridge/shared/ratelimit"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
+	"github.com/refbridge/refbridge/shared/stripecustomers"
 	"github.com/refbridge/refbridge/shared/stripewebhook"
 )
 
@@ -64,6 +65,9 @@ func setup(ctx context.Context, log *slog.Logger) (*stripewebhook.Handler, error
 		CampaignIDs: cfg.RFCampaignIDs, Threshold: cfg.QualifyMin, Window: cfg.QualifyWindow,
 		UnmatchedRetry: cfg.UnmatchedRetry, DryRun: cfg.DryRun,
 	}, nil, log)
+	if cfg.StripeAPIKey != "" {
+		dec.WithCustomers(stripecustomers.New(cfg.StripeAPIKey, ""))
+	}
 	return &stripewebhook.Handler{
 		Secrets:   cfg.StripeWebhookSecrets,
 		Live:      cfg.StripeLive,

@@ -47,6 +47,13 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 				"invoice", inv.ID, "lead", lead.ID, "rule", rule)
 		}
 	}
+	if s.customers != nil && inv.CustomerID != "" && (rule == RuleEmailIndex || rule == RuleRFEmail) && !s.set.DryRun {
+		// Later payments then match by id even if the customer's email drifts. Best effort: the
+		// ledger's mapping already matches them, so a failure is logged, not retried.
+		if err := s.customers.WriteBack(ctx, inv.CustomerID, lead.ID, lead.Code); err != nil {
+			s.log.WarnContext(ctx, "could not write the RF link to the Stripe customer", "invoice", inv.ID, "error", err.Error())
+		}
+	}
 	if inv.ChargeID != "" && inv.Currency != "" {
 		// Disputes name only the charge: remember whose it is.
 		if _, err := s.ledger.MapCharge(ctx, inv.ChargeID, lead.ID, strings.ToLower(inv.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
@@ -172,7 +179,15 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 
 // match runs the matching chain; the first hit wins.
 func (s *Service) match(ctx context.Context, inv stripeevents.Invoice) (ledger.Lead, string, error) {
-	for _, md := range []map[string]string{inv.Metadata, inv.SubscriptionMetadata} {
+	sources := []map[string]string{inv.Metadata, inv.SubscriptionMetadata}
+	if s.customers != nil && inv.CustomerID != "" {
+		md, err := s.customers.Metadata(ctx, inv.CustomerID)
+		if err != nil {
+			return ledger.Lead{}, "", err
+		}
+		sources = append(sources, md)
+	}
+	for _, md := range sources {
 		for _, key := range []string{"rf_user_id", "rf_code"} {
 			v := strings.TrimSpace(md[key])
 			if v == "" {

@@ -47,6 +47,12 @@ type RF interface {
 	SetQualification(ctx context.Context, ref rf.UserRef, qualified bool) (rf.User, error)
 }
 
+// Customers reads and writes Stripe customer metadata (only when STRIPE_API_KEY is set).
+type Customers interface {
+	Metadata(ctx context.Context, customerID string) (map[string]string, error)
+	WriteBack(ctx context.Context, customerID string, rfUserID int64, rfCode string) error
+}
+
 // Settings are the rules' parameters (from config.Config).
 type Settings struct {
 	CampaignIDs    []int64
@@ -58,8 +64,9 @@ type Settings struct {
 
 // Service makes the decisions.
 type Service struct {
-	ledger Ledger
-	rf     RF
+	ledger    Ledger
+	rf        RF
+	customers Customers // nil without STRIPE_API_KEY
 	set    Settings
 	now    func() time.Time
 	log    *slog.Logger
@@ -74,6 +81,12 @@ func New(l Ledger, client RF, set Settings, now func() time.Time, log *slog.Logg
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{ledger: l, rf: client, set: set, now: now, log: log}
+}
+
+// WithCustomers turns on customer-metadata matching and the write-back of rf_user_id/rf_code.
+func (s *Service) WithCustomers(c Customers) *Service {
+	s.customers = c
+	return s
 }
 
 // Outcome names what a decision did.
