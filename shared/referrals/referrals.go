@@ -67,9 +67,9 @@ type Service struct {
 	ledger    Ledger
 	rf        RF
 	customers Customers // nil without STRIPE_API_KEY
-	set    Settings
-	now    func() time.Time
-	log    *slog.Logger
+	set       Settings
+	now       func() time.Time
+	log       *slog.Logger
 }
 
 // New returns a Service. now and log may be nil (time.Now, discard).
