@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +48,7 @@ func both(t *testing.T, live bool, test func(t *testing.T, e env)) {
 			}
 			sim := rfsimtest.New(t)
 			sim.SeedDemo(t)
-			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil),
+			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil), rf.WithAttemptTimeout(300*time.Millisecond),
 				rf.WithRetryPolicy(rf.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, MaxRetryAfter: time.Second}))
 			if err != nil {
 				t.Fatal(err)
@@ -276,8 +276,9 @@ func TestRFFailureAnswers503AndTheRetrySucceeds(t *testing.T) {
 		{Match: "PUT /api/v2/users/qualification", Status: 500, Count: 4},
 		{Match: "PUT /api/v2/users/qualification", Status: 429, Count: 4},
 		{Match: "POST /api/v2/users/search", Reset: true, Count: 4},
+		{Match: "PUT /api/v2/users/qualification", Latency: time.Second, Count: 2}, // the client times out
 	} {
-		t.Run(fault.Match+" "+http.StatusText(fault.Status), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s status %d reset %v latency %s", fault.Match, fault.Status, fault.Reset, fault.Latency), func(t *testing.T) {
 			both(t, false, func(t *testing.T, e env) {
 				if _, err := e.sim.Server.AddFault(fault); err != nil {
 					t.Fatal(err)
