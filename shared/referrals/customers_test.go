@@ -88,6 +88,15 @@ func TestCustomerMetadataMatchesAndIsWrittenBack(t *testing.T) {
 			}
 		})
 	})
+	t.Run("a customer Stripe no longer has does not block matching", func(t *testing.T) {
+		stores(t, settings(), func(t *testing.T, f fixture) {
+			_, url := newFakeStripe(t, map[string]map[string]string{}) // every customer is a 404
+			f.svc.WithCustomers(stripecustomers.New("sk_test_refbridge", url))
+			if res := mustPay(t, f, invoice("in_gone_cus", 4900), Qualified); res.Rule != RuleRFEmail {
+				t.Fatalf("%+v", res)
+			}
+		})
+	})
 	t.Run("dry run writes nothing to Stripe", func(t *testing.T) {
 		set := settings()
 		set.DryRun = true

@@ -24,14 +24,8 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 		s.decide(ctx, subject, "amount", out, nil)
 		return out, nil
 	}
-	counted, err := s.ledger.InvoiceCounted(ctx, inv.ID)
-	if err != nil {
-		return Result{}, fmt.Errorf("invoice %s: %w", inv.ID, err)
-	}
-	if counted {
-		// Counted, but a crash may have come before the qualification: finish that part.
-		return s.qualifyIfDue(ctx, inv, Result{Outcome: Duplicate, Reason: "invoice already counted"}, nil, nil)
-	}
+	// A redelivery runs the same steps: each is idempotent (the spend entry is keyed by the
+	// invoice), and a qualification a crash or an RF failure left undone is finished.
 	lead, rule, err := s.match(ctx, inv)
 	if errors.Is(err, errNoMatch) {
 		return s.unmatched(ctx, inv, paidAt, err)
@@ -69,6 +63,9 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 	spend, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: inv.ID + "#paid",
 		Kind: ledger.SpendPayment, Currency: strings.ToLower(inv.Currency), AmountMinor: inv.AmountPaid,
 		InvoiceID: inv.ID, At: paidAt})
+	if errors.Is(err, ledger.ErrConflict) {
+		return s.conflict(ctx, subject, lead.ID, err), nil
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("count invoice %s: %w", inv.ID, err)
 	}
@@ -76,27 +73,14 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 	if !applied {
 		out.Outcome, out.Reason = Duplicate, "invoice already counted"
 	}
-	return s.qualifyIfDue(ctx, inv, out, &lead, &spend)
+	return s.qualifyIfDue(ctx, inv, paidAt, out, &lead, &spend)
 }
 
 // qualifyIfDue qualifies the invoice's lead when its net paid amount reaches the threshold and
 // it has no standing qualification. Renewals of a qualified lead cost no RF call. lead and
-// spend are what the caller just read or wrote (nil on a duplicate delivery: read them).
-func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, out Result, lead *ledger.Lead, spend *ledger.Spend) (Result, error) {
+// spend are what the caller just read or wrote.
+func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time, out Result, lead *ledger.Lead, spend *ledger.Spend) (Result, error) {
 	subject := "invoice#" + inv.ID
-	if lead == nil { // a duplicate delivery: find the lead the first delivery counted for
-		if inv.CustomerID == "" {
-			return out, nil
-		}
-		l, err := s.ledger.LeadByCustomer(ctx, inv.CustomerID)
-		if err != nil {
-			if errors.Is(err, ledger.ErrNotFound) {
-				return out, nil
-			}
-			return Result{}, fmt.Errorf("invoice %s: lead: %w", inv.ID, err)
-		}
-		lead, out.LeadID = &l, l.ID
-	}
 	latest, err := s.ledger.LatestQualification(ctx, out.LeadID)
 	found := err == nil
 	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
@@ -115,13 +99,6 @@ func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, ou
 		s.decide(ctx, subject, "threshold", out, nil)
 		return out, nil
 	}
-	if spend == nil {
-		sp, err := s.ledger.SpendOf(ctx, out.LeadID)
-		if err != nil {
-			return Result{}, fmt.Errorf("invoice %s: spend of lead %d: %w", inv.ID, out.LeadID, err)
-		}
-		spend = &sp
-	}
 	net := spend.Net[currency]
 	inputs := map[string]string{"lead": itoa(out.LeadID), "net": itoa(net), "threshold": itoa(min), "currency": currency}
 	if net < min {
@@ -131,7 +108,12 @@ func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, ou
 		s.decide(ctx, subject, "threshold", out, inputs)
 		return out, nil
 	}
-	return s.qualify(ctx, *lead, ledger.NextQualificationSeq(latest, found), subject, inv.ID, out, inputs)
+	res, err := s.qualify(ctx, *lead, ledger.NextQualificationSeq(latest, found), subject, inv.ID, out, inputs)
+	if err == nil && res.Outcome == Unmatched {
+		// RF says the user is not a lead (any more): retried like an unmatched payment.
+		return s.unmatched(ctx, inv, paidAt, errors.New(res.Reason))
+	}
+	return res, err
 }
 
 // qualify runs intent → RF call → confirm. PUT /users/qualification sets a state, so a retry
@@ -157,7 +139,7 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 				s.log.WarnContext(ctx, "could not record a failed qualification", "lead", lead.ID, "error", ferr.Error())
 			}
 			if rf.IsNotFound(err) || rf.IsValidation(err) {
-				out.Outcome, out.Reason = Counted, "Referral Factory refused to qualify the user (not a lead there)"
+				out.Outcome, out.Reason = Unmatched, "Referral Factory refused to qualify the user (not a lead there)"
 				s.decide(ctx, subject, "qualify", out, inputs)
 				return out, nil
 			}
@@ -240,8 +222,12 @@ func (s *Service) match(ctx context.Context, inv stripeevents.Invoice) (ledger.L
 
 // inCampaigns picks the lead of the first configured campaign (any, when none is configured).
 func (s *Service) inCampaigns(leads []ledger.Lead) (ledger.Lead, bool) {
-	if len(s.set.CampaignIDs) == 0 && len(leads) > 0 {
-		return leads[0], true
+	if len(s.set.CampaignIDs) == 0 {
+		for _, l := range leads {
+			if l.ReferrerID != 0 { // a lead, not a referrer
+				return l, true
+			}
+		}
 	}
 	for _, c := range s.set.CampaignIDs {
 		for _, l := range leads {

@@ -28,13 +28,23 @@ func (s *Service) ChargeRefunded(ctx context.Context, ch stripeevents.Charge, at
 	currency := strings.ToLower(ch.Currency)
 	_, delta, err := s.ledger.ApplyChargeRefunded(ctx, ledger.ChargeRefund{LeadID: lead.ID, ChargeID: ch.ID,
 		Currency: currency, CumulativeMinor: ch.AmountRefunded, At: at})
+	if errors.Is(err, ledger.ErrConflict) {
+		return s.conflict(ctx, subject, lead.ID, err), nil
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("refund of %s: %w", ch.ID, err)
 	}
+	why := fmt.Sprintf("refund of %d %s", delta, currency)
 	if delta == 0 {
-		return Result{Outcome: Duplicate, Reason: "refund already counted", LeadID: lead.ID}, nil
+		// Counted before, but the reversal may not have finished (RF failed, or a crash): check
+		// again; it is a no-op when it did.
+		why = "refund (already counted)"
 	}
-	return s.reverseIfBelow(ctx, lead, currency, subject, fmt.Sprintf("refund of %d %s", delta, currency))
+	res, err := s.reverseIfBelow(ctx, lead, currency, subject, why)
+	if err == nil && delta == 0 && res.Outcome == Counted {
+		res.Outcome, res.Reason = Duplicate, "refund already counted"
+	}
+	return res, err
 }
 
 // DisputeCreated withdraws a disputed amount from the lead's net paid amount (inquiries withdraw
@@ -71,7 +81,9 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 		{LeadID: lead.ID, Key: d.ID + "#withdrawn", Kind: ledger.SpendDisputeWithdrawn, Currency: currency, AmountMinor: -d.Amount, At: at},
 		{LeadID: lead.ID, Key: d.ID + "#reinstated", Kind: ledger.SpendDisputeReinstated, Currency: currency, AmountMinor: d.Amount, At: at},
 	} {
-		if _, _, err := s.ledger.ApplySpend(ctx, e); err != nil {
+		if _, _, err := s.ledger.ApplySpend(ctx, e); errors.Is(err, ledger.ErrConflict) {
+			return s.conflict(ctx, subject, lead.ID, err), nil
+		} else if err != nil {
 			return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
 		}
 	}
@@ -90,6 +102,9 @@ func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.
 	currency := strings.ToLower(d.Currency)
 	_, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: d.ID + "#withdrawn",
 		Kind: ledger.SpendDisputeWithdrawn, Currency: currency, AmountMinor: -d.Amount, At: at})
+	if errors.Is(err, ledger.ErrConflict) {
+		return s.conflict(ctx, subject, lead.ID, err), nil
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
 	}
@@ -133,8 +148,10 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 		return Result{}, err
 	}
 	inputs := map[string]string{"lead": itoa(lead.ID), "net": itoa(net), "threshold": itoa(min), "currency": currency}
-	if net >= min {
-		out.Reason = fmt.Sprintf("%s counted; net paid %d %s still meets the threshold", why, net, currency)
+	if still, err := s.meetsAnyThreshold(ctx, lead.ID); err != nil {
+		return Result{}, err
+	} else if still != "" {
+		out.Reason = fmt.Sprintf("%s counted; net paid in %s still meets its threshold", why, still)
 		s.decide(ctx, subject, "reversal", out, inputs)
 		return out, nil
 	}
@@ -213,6 +230,31 @@ func (s *Service) restoreIfAbove(ctx context.Context, lead ledger.Lead, currency
 		res.Outcome, res.Reason = Restored, "dispute won: lead qualified again"
 	}
 	return res, err
+}
+
+// meetsAnyThreshold returns a currency in which the lead's net paid amount still meets its
+// threshold ("" if none): currencies are never converted, and a qualification earned in one is
+// not undone by a refund in another.
+func (s *Service) meetsAnyThreshold(ctx context.Context, leadID int64) (string, error) {
+	sp, err := s.ledger.SpendOf(ctx, leadID)
+	if err != nil {
+		return "", fmt.Errorf("spend of lead %d: %w", leadID, err)
+	}
+	for cur, net := range sp.Net {
+		if min, ok := s.set.Threshold.For(cur); ok && net >= min {
+			return cur, nil
+		}
+	}
+	return "", nil
+}
+
+// conflict answers a record that contradicts an earlier one (the same Stripe object counted for
+// another lead or currency): a retry cannot fix it, so it is logged and decided, not retried.
+func (s *Service) conflict(ctx context.Context, subject string, leadID int64, err error) Result {
+	s.log.WarnContext(ctx, "stripe object contradicts what was recorded before", "subject", subject, "lead", leadID, "error", err.Error())
+	out := Result{Outcome: Ignored, Reason: "contradicts an earlier record of the same Stripe object; left for an operator", LeadID: leadID}
+	s.decide(ctx, subject, "conflict", out, nil)
+	return out
 }
 
 func (s *Service) netAndMin(ctx context.Context, leadID int64, currency string) (net, min int64, err error) {

@@ -5,6 +5,7 @@ package stripecustomers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -36,6 +37,10 @@ func (c *Client) Metadata(ctx context.Context, customerID string) (map[string]st
 	p := &stripe.CustomerParams{}
 	p.Context = ctx
 	cus, err := c.api.Customers.Get(customerID, p)
+	var se *stripe.Error
+	if errors.As(err, &se) && se.HTTPStatusCode == 404 {
+		return nil, nil // deleted or unknown: no metadata to match by; retrying cannot change that
+	}
 	if err != nil {
 		return nil, fmt.Errorf("stripe: read customer %s: %w", customerID, err)
 	}

@@ -405,3 +405,46 @@ func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
 		}
 	})
 }
+
+// A refund whose unqualify call fails answers 503; the redelivery finishes the reversal although
+// the refund itself was counted the first time.
+func TestRefundRedeliveryFinishesAFailedUnqualify(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "PUT /api/v2/users/qualification", Status: 500, Count: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if status, a := call(t, e, signed(fixture(t, "charge.refunded.2024-06-20.json"))); status != 503 {
+			t.Fatalf("with RF failing: %d %+v", status, a)
+		}
+		e.sim.Server.ClearFaults()
+		mustCall(t, e, "charge.refunded.2024-06-20.json", "processed", "unqualified")
+		if erinQualified(t, e.sim) {
+			t.Fatal("the lead stayed qualified in RF")
+		}
+	})
+}
+
+// A refund in another currency does not undo a qualification earned in dollars.
+func TestRefundInAnotherCurrencyKeepsTheQualification(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		eurInvoice := withEventID(t, fixture(t, "invoice.paid.2024-06-20.json"), "evt_eur_invoice", func(m map[string]any) {
+			obj := m["data"].(map[string]any)["object"].(map[string]any)
+			obj["id"], obj["currency"], obj["amount_paid"], obj["charge"] = "in_eur_1", "eur", 900, "ch_eur_1"
+		})
+		if status, a := call(t, e, signed(eurInvoice)); status != 200 || !strings.HasPrefix(a.Reason, "counted") {
+			t.Fatalf("eur invoice: %d %+v", status, a)
+		}
+		eurRefund := withEventID(t, fixture(t, "charge.refunded.2024-06-20.json"), "evt_eur_refund", func(m map[string]any) {
+			obj := m["data"].(map[string]any)["object"].(map[string]any)
+			obj["id"], obj["currency"], obj["amount"], obj["amount_refunded"], obj["invoice"] = "ch_eur_1", "eur", 900, 900, "in_eur_1"
+		})
+		if status, a := call(t, e, signed(eurRefund)); status != 200 || !strings.HasPrefix(a.Reason, "counted") {
+			t.Fatalf("eur refund: %d %+v", status, a)
+		}
+		if !erinQualified(t, e.sim) {
+			t.Fatal("a euro refund unqualified a lead qualified in dollars")
+		}
+	})
+}
