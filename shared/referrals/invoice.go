@@ -48,12 +48,6 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 			s.log.WarnContext(ctx, "could not write the RF link to the Stripe customer", "invoice", inv.ID, "error", err.Error())
 		}
 	}
-	if inv.ChargeID != "" && inv.Currency != "" {
-		// Disputes name only the charge: remember whose it is.
-		if _, err := s.ledger.MapCharge(ctx, inv.ChargeID, lead.ID, strings.ToLower(inv.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
-			return Result{}, fmt.Errorf("map charge of invoice %s: %w", inv.ID, err)
-		}
-	}
 	inputs := map[string]string{"lead": itoa(lead.ID), "rule": rule, "amount": itoa(inv.AmountPaid), "currency": inv.Currency}
 	if s.set.Window > 0 && !lead.SignedUpAt.IsZero() && paidAt.After(lead.SignedUpAt.Add(s.set.Window)) {
 		out := Result{Outcome: Ignored, Reason: "paid outside the attribution window", LeadID: lead.ID, Rule: rule}
@@ -68,6 +62,12 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("count invoice %s: %w", inv.ID, err)
+	}
+	if inv.ChargeID != "" {
+		// Disputes name only the charge: remember whose it is, once the payment counted.
+		if _, err := s.ledger.MapCharge(ctx, inv.ChargeID, lead.ID, strings.ToLower(inv.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
+			return Result{}, fmt.Errorf("map charge of invoice %s: %w", inv.ID, err)
+		}
 	}
 	out := Result{Outcome: Counted, LeadID: lead.ID, Rule: rule}
 	if !applied {

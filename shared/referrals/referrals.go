@@ -25,6 +25,7 @@ type Ledger interface {
 	MapCustomer(ctx context.Context, customerID string, leadID int64, rule string) (ledger.Mapping, error)
 	ApplySpend(ctx context.Context, e ledger.SpendEntry) (ledger.Spend, bool, error)
 	SpendOf(ctx context.Context, leadID int64) (ledger.Spend, error)
+	InvoiceCounted(ctx context.Context, invoiceID string) (bool, error)
 	Qualify(ctx context.Context, q ledger.Qualification) (ledger.Qualification, error)
 	Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (ledger.Qualification, error)
 	LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)

@@ -18,7 +18,7 @@ import (
 // is unqualified.
 func (s *Service) ChargeRefunded(ctx context.Context, ch stripeevents.Charge, at time.Time) (Result, error) {
 	subject := "charge#" + ch.ID
-	lead, err := s.leadOfCharge(ctx, ch.ID, ch.CustomerID, ch.Currency)
+	lead, err := s.leadOfCharge(ctx, ch)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return Result{Outcome: Ignored, Reason: "refund of a charge that belongs to no referred lead"}, nil
 	}
@@ -114,17 +114,28 @@ func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.
 	return s.reverseIfBelow(ctx, lead, currency, subject, fmt.Sprintf("dispute of %d %s", d.Amount, currency))
 }
 
-// leadOfCharge finds a charge's lead by the charge mapping, else by its customer (and then
-// remembers the charge for the disputes that may follow).
-func (s *Service) leadOfCharge(ctx context.Context, chargeID, customerID, currency string) (ledger.Lead, error) {
-	lead, err := s.ledger.LeadByCharge(ctx, chargeID)
-	if err == nil || !errors.Is(err, ledger.ErrNotFound) || customerID == "" {
+// leadOfCharge finds a refunded charge's lead by the charge mapping (made when its invoice
+// counted), else by its customer, and then remembers the charge for the disputes that may follow.
+// A charge whose invoice never counted (outside the window, say) is not the lead's spend: its
+// refund is ignored. Basil-and-later charges do not name their invoice; their customer decides.
+func (s *Service) leadOfCharge(ctx context.Context, ch stripeevents.Charge) (ledger.Lead, error) {
+	lead, err := s.ledger.LeadByCharge(ctx, ch.ID)
+	if err == nil || !errors.Is(err, ledger.ErrNotFound) || ch.CustomerID == "" {
 		return lead, err
 	}
-	if lead, err = s.ledger.LeadByCustomer(ctx, customerID); err != nil {
+	if ch.InvoiceID != "" {
+		counted, err := s.ledger.InvoiceCounted(ctx, ch.InvoiceID)
+		if err != nil {
+			return ledger.Lead{}, err
+		}
+		if !counted {
+			return ledger.Lead{}, fmt.Errorf("invoice %s never counted: %w", ch.InvoiceID, ledger.ErrNotFound)
+		}
+	}
+	if lead, err = s.ledger.LeadByCustomer(ctx, ch.CustomerID); err != nil {
 		return ledger.Lead{}, err
 	}
-	if _, err := s.ledger.MapCharge(ctx, chargeID, lead.ID, strings.ToLower(currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
+	if _, err := s.ledger.MapCharge(ctx, ch.ID, lead.ID, strings.ToLower(ch.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
 		return ledger.Lead{}, err
 	}
 	return lead, nil

@@ -448,3 +448,20 @@ func TestRefundInAnotherCurrencyKeepsTheQualification(t *testing.T) {
 		}
 	})
 }
+
+// A refund of a charge whose invoice never counted (paid outside the window) changes nothing.
+func TestRefundOfAnUncountedChargeIsIgnored(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		other := withEventID(t, fixture(t, "charge.refunded.2024-06-20.json"), "evt_other_charge", func(m map[string]any) {
+			obj := m["data"].(map[string]any)["object"].(map[string]any)
+			obj["id"], obj["invoice"] = "ch_not_counted", "in_never_counted"
+		})
+		if status, a := call(t, e, signed(other)); status != 200 || a.Status != "ignored" {
+			t.Fatalf("%d %+v", status, a)
+		}
+		if sp, _ := e.ledger.SpendOf(context.Background(), 5); sp.Net["usd"] != 4900 || !erinQualified(t, e.sim) {
+			t.Fatalf("net %v qualified %v", sp.Net, erinQualified(t, e.sim))
+		}
+	})
+}
