@@ -1,6 +1,7 @@
 package referrals
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/refbridge/refbridge/shared/stripecustomers"
+	"github.com/refbridge/refbridge/shared/stripeevents"
 )
 
 // fakeStripe is a small stateful stand-in for Stripe's customer API, enough to check what
@@ -27,9 +29,13 @@ type update struct {
 func newFakeStripe(t *testing.T, customers map[string]map[string]string) (*fakeStripe, string) {
 	f := &fakeStripe{metadata: customers}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := strings.TrimPrefix(r.URL.Path, "/v1/customers/")
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if ch, ok := strings.CutPrefix(r.URL.Path, "/v1/charges/"); ok {
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": ch, "object": "charge", "customer": erinCus})
+			return
+		}
+		id := strings.TrimPrefix(r.URL.Path, "/v1/customers/")
 		md, ok := f.metadata[id]
 		if !ok || r.Header.Get("Authorization") != "Bearer sk_test_refbridge" {
 			w.WriteHeader(404)
@@ -108,5 +114,25 @@ func TestCustomerMetadataMatchesAndIsWrittenBack(t *testing.T) {
 				t.Fatalf("%d write-backs in a dry run", len(fs.writes()))
 			}
 		})
+	})
+}
+
+// On basil and later, invoices name no charge: a dispute's lead is found through the charge's
+// customer, read from Stripe.
+func TestDisputeLeadFromStripeWhenTheChargeIsUnmapped(t *testing.T) {
+	stores(t, settings(), func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		mustPay(t, f, invoice("in_basil", 4900), Qualified) // no ChargeID, as in basil
+		d := stripeevents.Dispute{ID: "dp_basil", ChargeID: "ch_basil", Currency: "usd", Amount: 4900, Status: "needs_response"}
+		res, err := f.svc.DisputeCreated(ctx, d, paidAt)
+		if err != nil || res.Outcome != Ignored || !strings.Contains(res.Reason, "STRIPE_API_KEY") {
+			t.Fatalf("without a key: %+v %v", res, err)
+		}
+		_, url := newFakeStripe(t, map[string]map[string]string{erinCus: {}})
+		f.svc.WithCustomers(stripecustomers.New("sk_test_refbridge", url))
+		res, err = f.svc.DisputeCreated(ctx, d, paidAt)
+		if err != nil || res.Outcome != Unqualified {
+			t.Fatalf("with a key: %+v %v", res, err)
+		}
 	})
 }

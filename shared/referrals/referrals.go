@@ -50,6 +50,7 @@ type RF interface {
 // Customers reads and writes Stripe customer metadata (only when STRIPE_API_KEY is set).
 type Customers interface {
 	Metadata(ctx context.Context, customerID string) (map[string]string, error)
+	ChargeCustomer(ctx context.Context, chargeID string) (string, error)
 	WriteBack(ctx context.Context, customerID string, rfUserID int64, rfCode string) error
 }
 

@@ -67,9 +67,9 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 		return Result{Outcome: Ignored, Reason: "dispute closed as " + d.Status + ": no change to funds"}, nil
 	}
 	subject := "dispute#" + d.ID
-	lead, err := s.ledger.LeadByCharge(ctx, d.ChargeID)
+	lead, err := s.disputeLead(ctx, d)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return Result{Outcome: Ignored, Reason: "dispute on a charge that belongs to no referred lead"}, nil
+		return Result{Outcome: Ignored, Reason: s.noDisputeLeadReason()}, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
@@ -92,9 +92,9 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 
 func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.Time) (Result, error) {
 	subject := "dispute#" + d.ID
-	lead, err := s.ledger.LeadByCharge(ctx, d.ChargeID)
+	lead, err := s.disputeLead(ctx, d)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return Result{Outcome: Ignored, Reason: "dispute on a charge that belongs to no referred lead"}, nil
+		return Result{Outcome: Ignored, Reason: s.noDisputeLeadReason()}, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
@@ -112,6 +112,36 @@ func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.
 		return s.reverseIfBelow(ctx, lead, currency, subject, "dispute (already counted)")
 	}
 	return s.reverseIfBelow(ctx, lead, currency, subject, fmt.Sprintf("dispute of %d %s", d.Amount, currency))
+}
+
+// disputeLead finds the lead of a disputed charge: by the charge mapping, else (with
+// STRIPE_API_KEY) by the charge's customer read from Stripe.
+func (s *Service) disputeLead(ctx context.Context, d stripeevents.Dispute) (ledger.Lead, error) {
+	lead, err := s.ledger.LeadByCharge(ctx, d.ChargeID)
+	if !errors.Is(err, ledger.ErrNotFound) || s.customers == nil || d.ChargeID == "" {
+		return lead, err
+	}
+	cus, err := s.customers.ChargeCustomer(ctx, d.ChargeID)
+	if err != nil {
+		return ledger.Lead{}, err
+	}
+	if cus == "" {
+		return ledger.Lead{}, fmt.Errorf("charge %s has no customer: %w", d.ChargeID, ledger.ErrNotFound)
+	}
+	if lead, err = s.ledger.LeadByCustomer(ctx, cus); err != nil {
+		return ledger.Lead{}, err
+	}
+	if _, err := s.ledger.MapCharge(ctx, d.ChargeID, lead.ID, strings.ToLower(d.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
+		return ledger.Lead{}, err
+	}
+	return lead, nil
+}
+
+func (s *Service) noDisputeLeadReason() string {
+	if s.customers == nil {
+		return "dispute on a charge refbridge cannot tie to a referred lead (on Stripe API 2025-03-31.basil and later, set STRIPE_API_KEY so it can look the charge up)"
+	}
+	return "dispute on a charge that belongs to no referred lead"
 }
 
 // leadOfCharge finds a refunded charge's lead by the charge mapping (made when its invoice

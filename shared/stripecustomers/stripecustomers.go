@@ -47,6 +47,25 @@ func (c *Client) Metadata(ctx context.Context, customerID string) (map[string]st
 	return cus.Metadata, nil
 }
 
+// ChargeCustomer returns the customer a charge belongs to ("" when none or unknown). Disputes
+// name only the charge, and since API version 2025-03-31.basil invoices no longer name theirs.
+func (c *Client) ChargeCustomer(ctx context.Context, chargeID string) (string, error) {
+	p := &stripe.ChargeParams{}
+	p.Context = ctx
+	ch, err := c.api.Charges.Get(chargeID, p)
+	var se *stripe.Error
+	if errors.As(err, &se) && se.HTTPStatusCode == 404 {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("stripe: read charge %s: %w", chargeID, err)
+	}
+	if ch.Customer == nil {
+		return "", nil
+	}
+	return ch.Customer.ID, nil
+}
+
 // WriteBack stores the lead's RF id and code in the customer's metadata. The idempotency key
 // names the customer and the lead, so Stripe applies a retried write once.
 func (c *Client) WriteBack(ctx context.Context, customerID string, rfUserID int64, rfCode string) error {
