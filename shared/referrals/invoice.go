@@ -127,6 +127,17 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 		return out, nil
 	}
 	_, err := s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: subject})
+	if errors.Is(err, ledger.ErrIntentPending) {
+		// An earlier attempt may have reached RF: read RF's state before calling again.
+		if done, rerr := s.rfQualified(ctx, lead.ID, true); rerr != nil {
+			return Result{}, fmt.Errorf("qualify lead %d: reconcile: %w", lead.ID, rerr)
+		} else if done {
+			err = ledger.ErrIntentDone
+			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentDone, ""); ferr != nil {
+				return Result{}, fmt.Errorf("qualify lead %d: confirm intent: %w", lead.ID, ferr)
+			}
+		}
+	}
 	switch {
 	case errors.Is(err, ledger.ErrIntentDone):
 		// The call was confirmed but the qualification not recorded (a crash in between).
@@ -157,6 +168,18 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 	out.Outcome, out.Reason = Qualified, "lead qualified"
 	s.decide(ctx, subject, "threshold", out, inputs)
 	return out, nil
+}
+
+// rfQualified reads the user from RF and reports whether its qualification already is want.
+func (s *Service) rfQualified(ctx context.Context, leadID int64, want bool) (bool, error) {
+	u, err := s.rf.GetUser(ctx, itoa(leadID))
+	if rf.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return u.Qualified() == want, nil
 }
 
 // match runs the matching chain; the first hit wins.

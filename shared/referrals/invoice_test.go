@@ -243,3 +243,23 @@ func TestRFFailureIsTransientAndTheRetrySucceeds(t *testing.T) {
 		}
 	})
 }
+
+// A crash after the intent and the RF call, before the confirmation: the redelivery finds the
+// intent pending, reads RF (already qualified) and does not call again.
+func TestPendingIntentIsReconciledByReadingRF(t *testing.T) {
+	stores(t, settings(), func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		if _, err := f.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: ledger.QualificationTarget(erinID, 1), Ref: "crashed"}); err != nil {
+			t.Fatal(err)
+		}
+		f.sim.Qualify(t, erinID) // the crashed attempt's call did reach RF
+		res := mustPay(t, f, invoice("in_after_crash", 4900), Qualified)
+		if res.LeadID != erinID || qualificationCalls(f.sim) != 0 {
+			t.Fatalf("%+v after %d qualification calls", res, qualificationCalls(f.sim))
+		}
+		in, err := f.ledger.IntentOf(ctx, ledger.IntentQualify, ledger.QualificationTarget(erinID, 1))
+		if err != nil || in.Status != ledger.IntentDone {
+			t.Fatalf("intent %+v %v", in, err)
+		}
+	})
+}

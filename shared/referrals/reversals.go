@@ -217,6 +217,17 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 		return out, nil
 	}
 	_, err = s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentUnqualify, Target: target, Ref: subject})
+	if errors.Is(err, ledger.ErrIntentPending) {
+		// An earlier attempt may have reached RF: read RF's state before calling again.
+		if done, rerr := s.rfQualified(ctx, lead.ID, false); rerr != nil {
+			return Result{}, fmt.Errorf("unqualify lead %d: reconcile: %w", lead.ID, rerr)
+		} else if done {
+			err = ledger.ErrIntentDone
+			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); ferr != nil {
+				return Result{}, fmt.Errorf("unqualify lead %d: confirm intent: %w", lead.ID, ferr)
+			}
+		}
+	}
 	switch {
 	case errors.Is(err, ledger.ErrIntentDone):
 	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
