@@ -37,6 +37,11 @@ type env struct {
 // both runs a test end to end through the Lambda handler, with the in-memory state and with
 // DynamoDB Local, against the RF simulator seeded with the demo campaign.
 func both(t *testing.T, live bool, test func(t *testing.T, e env)) {
+	bothWith(t, live, nil, test)
+}
+
+// bothWith is both with the referral settings changed by mod.
+func bothWith(t *testing.T, live bool, mod func(*referrals.Settings), test func(t *testing.T, e env)) {
 	for _, name := range []string{"memory", "dynamodb"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -54,7 +59,11 @@ func both(t *testing.T, live bool, test func(t *testing.T, e env)) {
 				t.Fatal(err)
 			}
 			th, _ := config.ParseThreshold("2000")
-			dec := referrals.New(l, client, referrals.Settings{CampaignIDs: []int64{1}, Threshold: th, UnmatchedRetry: 72 * time.Hour}, nil, nil)
+			set := referrals.Settings{CampaignIDs: []int64{1}, Threshold: th, UnmatchedRetry: 72 * time.Hour}
+			if mod != nil {
+				mod(&set)
+			}
+			dec := referrals.New(l, client, set, nil, nil)
 			h := &Handler{Secrets: []string{"whsec_rotated_new", secret}, Live: live, Decisions: dec,
 				Once: idempotency.New(idem, idempotency.Config{})}
 			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim})
@@ -464,4 +473,81 @@ func TestRefundOfAnUncountedChargeIsIgnored(t *testing.T) {
 			t.Fatalf("net %v qualified %v", sp.Net, erinQualified(t, e.sim))
 		}
 	})
+}
+
+// invoiceEvent is the 2024-06-20 invoice.paid fixture with its invoice changed by edit.
+func invoiceEvent(t *testing.T, id string, edit func(inv map[string]any)) []byte {
+	return withEventID(t, fixture(t, "invoice.paid.2024-06-20.json"), "evt_"+id, func(m map[string]any) {
+		inv := m["data"].(map[string]any)["object"].(map[string]any)
+		inv["id"] = id
+		edit(inv)
+		if created, ok := inv["_event_created"]; ok { // a test's way to date the event itself
+			m["created"] = created
+			delete(inv, "_event_created")
+		}
+	})
+}
+
+// TestPaidInvoiceRowsThroughTheHandler runs the invoice rows end to end: each matching
+// rule, a customer nobody referred, $0, below then over the threshold, outside the window, and
+// a dry run.
+type invoiceStep struct {
+	edit       func(inv map[string]any)
+	wantStatus string
+	wantReason string
+}
+
+type invoiceRow struct {
+	name          string
+	mod           func(*referrals.Settings)
+	wantQualified bool
+	wantCalls     int
+	steps         []invoiceStep
+}
+
+func TestPaidInvoiceRowsThroughTheHandler(t *testing.T) {
+	var tests []invoiceRow
+	type step = invoiceStep
+	add := func(name string, mod func(*referrals.Settings), qualified bool, calls int, steps ...step) {
+		tests = append(tests, invoiceRow{name, mod, qualified, calls, steps})
+	}
+	add("rule: rf_code in invoice metadata", nil, true, 1, step{func(inv map[string]any) {
+		inv["customer_email"], inv["metadata"] = "drifted@example.com", map[string]any{"rf_code": "eRiNlEad"}
+	}, "processed", "qualified"})
+	add("rule: rf_user_id in subscription metadata", nil, true, 1, step{func(inv map[string]any) {
+		inv["customer_email"], inv["subscription_details"] = nil, map[string]any{"metadata": map[string]any{"rf_user_id": "5"}}
+	}, "processed", "qualified"})
+	add("rule: email searched in RF", nil, true, 1, step{func(map[string]any) {}, "processed", "qualified"})
+	add("not referred", nil, false, 0, step{func(inv map[string]any) {
+		inv["customer"], inv["customer_email"] = "cus_stranger", "stranger@example.com"
+	}, "ignored", "unmatched"})
+	add("$0 invoice", nil, false, 0, step{func(inv map[string]any) { inv["amount_paid"] = 0 }, "ignored", "ignored"})
+	add("below the threshold, then a second invoice crossing it", nil, true, 1,
+		step{func(inv map[string]any) { inv["amount_paid"] = 1500 }, "processed", "counted"},
+		step{func(inv map[string]any) { inv["id"], inv["amount_paid"] = "in_second", 600 }, "processed", "qualified"})
+	add("outside the window", func(s *referrals.Settings) { s.Window = 24 * time.Hour }, false, 0,
+		step{func(inv map[string]any) { // Erin signed up on 2026-01-12; paid on 2026-03-01
+			inv["_event_created"] = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Unix()
+		}, "ignored", "ignored"})
+	add("dry run", func(s *referrals.Settings) { s.DryRun = true }, false, 0,
+		step{func(map[string]any) {}, "processed", "counted: dry run"})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bothWith(t, false, tt.mod, func(t *testing.T, e env) {
+				for i, st := range tt.steps {
+					payload := invoiceEvent(t, fmt.Sprintf("in_row_%d", i), st.edit)
+					status, a := call(t, e, signed(payload))
+					if status != 200 || a.Status != tt.steps[i].wantStatus || !strings.HasPrefix(a.Reason, st.wantReason) {
+						t.Fatalf("step %d: %d %+v, want %s %q…", i, status, a, st.wantStatus, st.wantReason)
+					}
+				}
+				if erinQualified(t, e.sim) != tt.wantQualified {
+					t.Errorf("qualified in RF = %v", !tt.wantQualified)
+				}
+				if n := rfCalls(e.sim, "PUT", "/api/v2/users/qualification"); n != tt.wantCalls {
+					t.Errorf("%d qualification calls, want %d", n, tt.wantCalls)
+				}
+			})
+		})
+	}
 }
