@@ -488,15 +488,14 @@ func invoiceEvent(t *testing.T, id string, edit func(inv map[string]any)) []byte
 	})
 }
 
-// TestPaidInvoiceRowsThroughTheHandler runs the invoice rows end to end: each matching
-// rule, a customer nobody referred, $0, below then over the threshold, outside the window, and
-// a dry run.
+// invoiceStep is one delivery of an invoice row and the answer it must get.
 type invoiceStep struct {
 	edit       func(inv map[string]any)
 	wantStatus string
 	wantReason string
 }
 
+// invoiceRow is one row of the test list.
 type invoiceRow struct {
 	name          string
 	mod           func(*referrals.Settings)
@@ -505,6 +504,9 @@ type invoiceRow struct {
 	steps         []invoiceStep
 }
 
+// TestPaidInvoiceRowsThroughTheHandler runs the invoice rows end to end: each matching
+// rule, a customer nobody referred, $0, below then over the threshold, outside the window, and
+// a dry run.
 func TestPaidInvoiceRowsThroughTheHandler(t *testing.T) {
 	var tests []invoiceRow
 	type step = invoiceStep
