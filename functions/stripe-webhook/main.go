@@ -19,6 +19,7 @@ import (
 	"github.com/refbridge/refbridge/shared/httpx"
 	"github.com/refbridge/refbridge/shared/idempotency"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe"
 	"github.com/refbridge/refbridge/shared/ratelimit"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
@@ -74,6 +75,7 @@ func setup(ctx context.Context, log *slog.Logger) (*stripewebhook.Handler, error
 		Decisions: dec,
 		Once:      idempotency.New(idempotency.NewDynamo(db, cfg.StateTable), idempotency.Config{Expiration: eventMemory}),
 		Log:       log,
+		Metrics:   observe.New(log, "stripe-webhook"),
 	}, nil
 }
 

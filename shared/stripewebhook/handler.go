@@ -12,6 +12,7 @@ import (
 
 	"github.com/refbridge/refbridge/shared/httpx"
 	"github.com/refbridge/refbridge/shared/idempotency"
+	"github.com/refbridge/refbridge/shared/observe"
 	"github.com/refbridge/refbridge/shared/referrals"
 	"github.com/refbridge/refbridge/shared/stripeevents"
 )
@@ -36,6 +37,7 @@ type Handler struct {
 	Decisions Decisions
 	Once      Once
 	Log       *slog.Logger
+	Metrics   *observe.Metrics // nil: none
 }
 
 var _ httpx.Handler = (*Handler)(nil)
@@ -55,11 +57,13 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	ev, err := stripeevents.Verify(r.Body, r.Header["stripe-signature"], h.Secrets, 0)
 	if err != nil {
 		log.WarnContext(ctx, "stripe delivery rejected", "error", err.Error())
+		h.Metrics.Count(ctx, "Rejected", 1)
 		return httpx.Outcome{Kind: httpx.Invalid, Reason: verifyReason(err)}
 	}
 	log = log.With("event", ev.ID, "type", ev.Type)
 	if ev.Livemode != h.Live {
 		log.InfoContext(ctx, "stripe event of the other mode ignored", "livemode", ev.Livemode)
+		h.Metrics.Count(ctx, "IgnoredOtherMode", 1)
 		return httpx.Outcome{Kind: httpx.Ignored, Reason: "event of the other Stripe mode"}
 	}
 	decide, err := h.decision(ev)
@@ -84,6 +88,7 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		return httpx.Outcome{Kind: httpx.Invalid, Reason: "event id reused with a different body"}
 	case err != nil:
 		log.ErrorContext(ctx, "stripe event failed; Stripe will retry", "error", err.Error())
+		h.Metrics.Count(ctx, "TransientFailure", 1)
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "temporary failure; retry later"}
 	}
 	var s stored
@@ -91,6 +96,9 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "stored result unreadable; retry later"}
 	}
 	log.InfoContext(ctx, "stripe event handled", "outcome", s.Outcome, "replayed", res.Replayed)
+	if !res.Replayed {
+		h.Metrics.Count(ctx, "Outcome_"+s.Outcome, 1)
+	}
 	if res.Replayed {
 		return httpx.Outcome{Kind: httpx.Duplicate, Reason: "event already processed: " + s.Outcome}
 	}

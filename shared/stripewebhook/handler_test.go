@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/refbridge/refbridge/shared/httpx"
 	"github.com/refbridge/refbridge/shared/idempotency"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
 	"github.com/refbridge/refbridge/shared/rfsim"
@@ -32,6 +34,25 @@ type env struct {
 	invoke func(ctx context.Context, ev events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error)
 	ledger ledger.Store
 	sim    *rfsimtest.Sim
+	logs   *syncBuffer
+}
+
+// syncBuffer collects log lines from concurrent deliveries.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // both runs a test end to end through the Lambda handler, with the in-memory state and with
@@ -64,9 +85,11 @@ func bothWith(t *testing.T, live bool, mod func(*referrals.Settings), test func(
 				mod(&set)
 			}
 			dec := referrals.New(l, client, set, nil, nil)
+			logs := &syncBuffer{}
+			log := slog.New(slog.NewJSONHandler(logs, nil))
 			h := &Handler{Secrets: []string{"whsec_rotated_new", secret}, Live: live, Decisions: dec,
-				Once: idempotency.New(idem, idempotency.Config{})}
-			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim})
+				Once: idempotency.New(idem, idempotency.Config{}), Log: log, Metrics: observe.New(log, "stripe-webhook")}
+			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim, logs: logs})
 		})
 	}
 }
@@ -161,6 +184,9 @@ func TestPaidInvoiceQualifiesOnceThenRenewalsCostNothing(t *testing.T) {
 		sp, err := e.ledger.SpendOf(context.Background(), 5)
 		if err != nil || sp.Net["usd"] != 9800 {
 			t.Fatalf("net %v %v", sp.Net, err)
+		}
+		if logs := e.logs.String(); strings.Contains(logs, "erin@example.com") || strings.Contains(logs, secret) || logs == "" {
+			t.Fatalf("logs are empty or hold an email or a secret:\n%s", logs)
 		}
 	})
 }
@@ -266,6 +292,9 @@ func TestIgnoredEvents(t *testing.T) {
 		status, a := call(t, e, signed(fixture(t, "invoice.paid.2024-06-20.json"))) // a test-mode event
 		if status != 200 || a.Status != "ignored" || !strings.Contains(a.Reason, "mode") {
 			t.Fatalf("other mode: %d %+v", status, a)
+		}
+		if !strings.Contains(e.logs.String(), `"IgnoredOtherMode":1`) {
+			t.Fatalf("no IgnoredOtherMode metric in the logs:\n%s", e.logs.String())
 		}
 		other := withEventID(t, fixture(t, "invoice.paid.2024-06-20.json"), "evt_pi", func(m map[string]any) {
 			m["type"], m["livemode"] = "payment_intent.succeeded", true
