@@ -103,6 +103,9 @@ const (
 
 	Unqualified Outcome = "unqualified" // a reversal took the lead below the threshold: unqualified in RF
 	Restored    Outcome = "restored"    // a won dispute brought the lead back over the threshold: qualified again
+	// ReversedAfterIssue: a reversal came after the reward was issued; recorded for operators,
+	// nothing clawed back.
+	ReversedAfterIssue Outcome = "reversal_after_issue"
 )
 
 // Result is a decision's outcome and the reason, safe to show to the webhook sender.

@@ -202,7 +202,7 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 			return Result{}, fmt.Errorf("reverse lead %d: reward %d: %w", lead.ID, q.MatchedDueRewardID, err)
 		}
 		if err == nil && r.State == ledger.RewardIssued {
-			out.Reason = why + ": the reward was already issued; reversal recorded, nothing clawed back"
+			out.Outcome, out.Reason = ReversedAfterIssue, why+": the reward was already issued; reversal recorded, nothing clawed back"
 			s.log.WarnContext(ctx, "reversal after the reward was issued", "lead", lead.ID, "reward", r.ID, "metric", "reversal_after_issue")
 			s.decide(ctx, subject, "reversal", out, inputs)
 			return out, nil

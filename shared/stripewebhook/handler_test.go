@@ -437,9 +437,12 @@ func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
 		if _, err := e.ledger.MarkRewardSettled(ctx, 77, ledger.RewardIssued, time.Now(), ledger.SettledBySweep); err != nil {
 			t.Fatal(err)
 		}
-		mustCall(t, e, "charge.refunded.2024-06-20.json", "processed", "counted")
+		mustCall(t, e, "charge.refunded.2024-06-20.json", "processed", "reversal_after_issue")
 		if !erinQualified(t, e.sim) {
 			t.Fatal("refbridge unqualified a lead whose reward was already issued")
+		}
+		if !strings.Contains(e.logs.String(), `"Outcome_reversal_after_issue":1`) {
+			t.Fatal("no metric for the reversal after issue")
 		}
 	})
 }
@@ -581,4 +584,19 @@ func TestPaidInvoiceRowsThroughTheHandler(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A basil-and-later dispute: its charge was never named by an invoice, so without
+// STRIPE_API_KEY it is acknowledged and ignored, with the reason.
+func TestBasilDisputeWithoutAKey(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		mustCall(t, e, "invoice.paid.2025-03-31.basil.json", "processed", "qualified")
+		status, a := call(t, e, signed(fixture(t, "charge.dispute.created.2025-03-31.basil.json")))
+		if status != 200 || a.Status != "ignored" || !strings.Contains(a.Reason, "STRIPE_API_KEY") {
+			t.Fatalf("%d %+v", status, a)
+		}
+		if !erinQualified(t, e.sim) {
+			t.Fatal("unqualified without knowing whose charge it was")
+		}
+	})
 }
