@@ -33,6 +33,51 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 	if err != nil {
 		return Result{}, fmt.Errorf("match invoice %s: %w", inv.ID, err)
 	}
+	return s.countAndQualify(ctx, inv, paidAt, lead, rule)
+}
+
+// RetryUnmatched tries a waiting unmatched invoice again, now that a lead may be known (RF's
+// lead-created webhook, or the sweep's retries): by the customer mapping, then by the email
+// hash. A match is counted and may qualify, and the invoice is resolved; no match leaves it
+// waiting (Outcome Unmatched).
+func (s *Service) RetryUnmatched(ctx context.Context, u ledger.Unmatched) (Result, error) {
+	var lead ledger.Lead
+	var rule string
+	var err error = ledger.ErrNotFound
+	if u.CustomerID != "" {
+		lead, err = s.ledger.LeadByCustomer(ctx, u.CustomerID)
+		rule = RuleCustomerMap
+	}
+	if errors.Is(err, ledger.ErrNotFound) && u.EmailHash != "" {
+		var leads []ledger.Lead
+		if leads, err = s.ledger.LeadsByEmail(ctx, u.EmailHash); err == nil {
+			var ok bool
+			if lead, ok = s.inCampaigns(leads); !ok {
+				err = ledger.ErrNotFound
+			}
+			rule = RuleEmailIndex
+		}
+	}
+	if errors.Is(err, ledger.ErrNotFound) {
+		return Result{Outcome: Unmatched, Reason: "still no lead for the customer or email"}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("retry unmatched %s: %w", u.InvoiceID, err)
+	}
+	inv := stripeevents.Invoice{ID: u.InvoiceID, CustomerID: u.CustomerID, Currency: u.Currency, AmountPaid: u.AmountMinor}
+	res, err := s.countAndQualify(ctx, inv, u.PaidAt, lead, rule)
+	if err != nil {
+		return Result{}, err
+	}
+	if _, err := s.ledger.ResolveUnmatched(ctx, u.InvoiceID, ledger.UnmatchedMatched, string(res.Outcome)+": "+res.Reason); err != nil && !errors.Is(err, ledger.ErrConflict) {
+		return Result{}, fmt.Errorf("resolve unmatched %s: %w", u.InvoiceID, err)
+	}
+	return res, nil
+}
+
+// countAndQualify is what follows a match: mappings, the window, the spend, the threshold.
+func (s *Service) countAndQualify(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time, lead ledger.Lead, rule string) (Result, error) {
+	subject := "invoice#" + inv.ID
 	if inv.CustomerID != "" && rule != RuleCustomerMap {
 		if _, err := s.ledger.MapCustomer(ctx, inv.CustomerID, lead.ID, rule); err != nil && !errors.Is(err, ledger.ErrConflict) {
 			return Result{}, fmt.Errorf("map customer of invoice %s: %w", inv.ID, err)

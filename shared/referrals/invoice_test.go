@@ -263,3 +263,33 @@ func TestPendingIntentIsReconciledByReadingRF(t *testing.T) {
 		}
 	})
 }
+
+// A customer pays before RF tells refbridge about the lead: the invoice waits as unmatched, and
+// once the lead is known it is counted and qualifies.
+func TestRetryUnmatchedAfterTheLeadAppears(t *testing.T) {
+	set := settings()
+	set.CampaignIDs = nil // no RF email search: only the ledger can match
+	stores(t, set, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		mustPay(t, f, invoice("in_early", 4900), Unmatched)
+		u, err := f.ledger.UnmatchedInvoice(ctx, "in_early")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := f.svc.RetryUnmatched(ctx, u); err != nil || res.Outcome != Unmatched {
+			t.Fatalf("before the lead is known: %+v %v", res, err)
+		}
+		l := ledger.Lead{ID: erinID, Code: "eRiNlEad", ReferrerID: 2, CampaignID: 1, Source: ledger.SourceRFWebhook}
+		l.SetEmail(erinEmail)
+		if _, err := f.ledger.PutLead(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.svc.RetryUnmatched(ctx, u)
+		if err != nil || res.Outcome != Qualified || res.Rule != RuleEmailIndex || !erinQualifiedInRF(t, f) {
+			t.Fatalf("after: %+v %v", res, err)
+		}
+		if u, _ := f.ledger.UnmatchedInvoice(ctx, "in_early"); u.Status != ledger.UnmatchedMatched {
+			t.Fatalf("unmatched record %+v", u)
+		}
+	})
+}

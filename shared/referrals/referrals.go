@@ -37,6 +37,7 @@ type Ledger interface {
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
 	RecordUnmatched(ctx context.Context, u ledger.Unmatched) (ledger.Unmatched, error)
+	ResolveUnmatched(ctx context.Context, invoiceID string, outcome ledger.UnmatchedStatus, reason string) (ledger.Unmatched, error)
 	LogDecision(ctx context.Context, d ledger.Decision) error
 }
 
