@@ -1,0 +1,274 @@
+// Package rfwebhook is the rf-webhook function's handler: Referral Factory's outbound webhooks
+// (referrer joined, lead created, lead qualified, reward issued), authenticated by a shared
+// secret, re-read from the API, deduplicated per (kind, user, state) and recorded in the ledger.
+package rfwebhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/httpx"
+	"github.com/refbridge/refbridge/shared/idempotency"
+	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe"
+	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/referrals"
+	"github.com/refbridge/refbridge/shared/rfevents"
+)
+
+// RF is the part of the Referral Factory client the handler uses.
+type RF interface {
+	GetUser(ctx context.Context, identifier string, with ...string) (rf.User, error)
+	FindUsersByEmail(ctx context.Context, campaignID int64, email string) ([]rf.User, error)
+	IssuedRewards(m rf.Metric, opts rf.ListOptions) *rf.Pager[rf.IssuedReward]
+}
+
+// Ledger is the part of the ledger the handler uses.
+type Ledger interface {
+	PutLead(ctx context.Context, l ledger.Lead) (ledger.Lead, error)
+	Qualify(ctx context.Context, q ledger.Qualification) (ledger.Qualification, error)
+	MarkRewardSettled(ctx context.Context, id int64, state ledger.RewardState, at time.Time, by string) (ledger.DueReward, error)
+	UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]ledger.Unmatched, error)
+}
+
+// Retrier processes a paid invoice that waited for its lead.
+type Retrier interface {
+	RetryUnmatched(ctx context.Context, u ledger.Unmatched) (referrals.Result, error)
+}
+
+// Once runs work once per key.
+type Once interface {
+	Do(ctx context.Context, key string, payload []byte, work func(context.Context) ([]byte, error)) (idempotency.Result, error)
+}
+
+// Handler handles RF's deliveries.
+type Handler struct {
+	Secrets     []string            // RF_WEBHOOK_SECRET (comma-separated during a rotation)
+	Fields      rfevents.FieldNames // RF_WEBHOOK_FIELDS
+	CampaignIDs []int64             // RF_CAMPAIGN_IDS, for email-only deliveries
+	RF          RF
+	Ledger      Ledger
+	Retrier     Retrier
+	Once        Once
+	Now         func() time.Time
+	Log         *slog.Logger
+	Metrics     *observe.Metrics
+}
+
+var _ httpx.Handler = (*Handler)(nil)
+
+type stored struct {
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason"`
+}
+
+// Handle implements httpx.Handler.
+func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
+	log := h.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	kind, ok := rfevents.KindFromPath(r.Path)
+	if !ok {
+		return httpx.Outcome{Kind: httpx.NotFound, Reason: "unknown webhook kind: use referrer-joined, lead-created, lead-qualified or reward-issued"}
+	}
+	if !rfevents.Authorized(r.Header["x-webhook-secret"], h.Secrets) {
+		log.WarnContext(ctx, "rf webhook without the shared secret", "kind", string(kind))
+		h.Metrics.Count(ctx, "Unauthorized", 1)
+		return httpx.Outcome{Kind: httpx.Unauthorized}
+	}
+	id, err := rfevents.Parse(r.Body, r.Header["content-type"], h.Fields)
+	if err != nil {
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: err.Error()}
+	}
+	if kind == rfevents.RewardIssued && id.IssuedRewardID <= 0 {
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: "reward-issued without the issued reward's id (reward_issued_id)"}
+	}
+	user, found, err := h.reread(ctx, id)
+	if err != nil {
+		log.ErrorContext(ctx, "rf webhook: re-reading the user failed", "kind", string(kind), "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "Referral Factory unavailable; retry later"}
+	}
+	if !found {
+		return httpx.Outcome{Kind: httpx.Ignored, Reason: "unknown user: Referral Factory does not know it"}
+	}
+	key := fmt.Sprintf("rf#%s#%d#%s", kind, user.ID, h.state(kind, user, id))
+	res, err := h.Once.Do(ctx, key, nil, func(ctx context.Context) ([]byte, error) {
+		out, err := h.act(ctx, kind, user, id)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(out)
+	})
+	switch {
+	case errors.Is(err, idempotency.ErrInProgress):
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "the same event is being processed; retry later"}
+	case err != nil:
+		log.ErrorContext(ctx, "rf webhook failed; RF should retry", "kind", string(kind), "user", user.ID, "error", err.Error())
+		h.Metrics.Count(ctx, "TransientFailure", 1)
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "temporary failure; retry later"}
+	}
+	var s stored
+	if err := json.Unmarshal(res.Data, &s); err != nil {
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "stored result unreadable; retry later"}
+	}
+	if res.Replayed {
+		return httpx.Outcome{Kind: httpx.Duplicate, Reason: "already recorded: " + s.Reason}
+	}
+	h.Metrics.Count(ctx, "RF_"+string(kind)+"_"+s.Outcome, 1)
+	kindOut := httpx.Processed
+	if s.Outcome == "ignored" {
+		kindOut = httpx.Ignored
+	}
+	return httpx.Outcome{Kind: kindOut, Reason: s.Reason}
+}
+
+// state is the part of the dedupe key that changes when the same user's event means something
+// new: a new qualification date, another issued reward.
+func (h *Handler) state(kind rfevents.Kind, u rf.User, id rfevents.Identity) string {
+	switch kind {
+	case rfevents.LeadQualified:
+		return u.QualifiedAt.String()
+	case rfevents.RewardIssued:
+		return strconv.FormatInt(id.IssuedRewardID, 10)
+	}
+	return ""
+}
+
+// reread finds the user in RF: the payload is a hint, the API is the truth.
+func (h *Handler) reread(ctx context.Context, id rfevents.Identity) (rf.User, bool, error) {
+	var u rf.User
+	var err error
+	switch {
+	case id.ID > 0:
+		u, err = h.RF.GetUser(ctx, strconv.FormatInt(id.ID, 10))
+	case id.Code != "":
+		u, err = h.RF.GetUser(ctx, id.Code)
+	default:
+		campaigns := h.CampaignIDs
+		if id.CampaignID > 0 {
+			campaigns = []int64{id.CampaignID}
+		}
+		for _, c := range campaigns {
+			users, err := h.RF.FindUsersByEmail(ctx, c, id.Email)
+			if err != nil {
+				return rf.User{}, false, err
+			}
+			if len(users) > 0 {
+				return users[0], true, nil
+			}
+		}
+		return rf.User{}, false, nil
+	}
+	if rf.IsNotFound(err) {
+		return rf.User{}, false, nil
+	}
+	return u, err == nil, err
+}
+
+type result = stored
+
+func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfevents.Identity) (result, error) {
+	lead, err := h.remember(ctx, u)
+	if err != nil {
+		return result{}, err
+	}
+	switch kind {
+	case rfevents.ReferrerJoined:
+		return result{"processed", "referrer recorded"}, nil
+	case rfevents.LeadCreated:
+		if !u.IsLead() {
+			return result{"processed", "user recorded (Referral Factory has it as a referrer, not a lead)"}, nil
+		}
+		waiting, err := h.Ledger.UnmatchedFor(ctx, "", lead.EmailHash)
+		if err != nil {
+			return result{}, fmt.Errorf("unmatched invoices of lead %d: %w", u.ID, err)
+		}
+		for _, w := range waiting {
+			if _, err := h.Retrier.RetryUnmatched(ctx, w); err != nil {
+				return result{}, fmt.Errorf("retry unmatched %s for lead %d: %w", w.InvoiceID, u.ID, err)
+			}
+		}
+		return result{"processed", fmt.Sprintf("lead recorded; %d waiting paid invoice(s) processed", len(waiting))}, nil
+	case rfevents.LeadQualified:
+		if !u.IsLead() || !u.Qualified() {
+			return result{"ignored", "Referral Factory does not have this user as a qualified lead"}, nil
+		}
+		// RF gives a date only: the qualification is recorded when refbridge learned it, never
+		// earlier, so the reward hold is never shortened.
+		_, err := h.Ledger.Qualify(ctx, ledger.Qualification{LeadID: u.ID, ReferrerID: u.ReferrerID, At: h.now(),
+			Origin: ledger.OriginRFWebhook, Rule: "rf_webhook"})
+		if errors.Is(err, ledger.ErrAlreadyQualified) {
+			return result{"processed", "qualification already recorded"}, nil
+		}
+		if err != nil {
+			return result{}, fmt.Errorf("record qualification of lead %d: %w", u.ID, err)
+		}
+		return result{"processed", "qualification made outside refbridge recorded"}, nil
+	case rfevents.RewardIssued:
+		r, found, err := h.issued(ctx, id.IssuedRewardID)
+		if err != nil {
+			return result{}, err
+		}
+		if !found || r.RecipientID != u.ID {
+			return result{"ignored", "Referral Factory lists no such issued reward for this user"}, nil
+		}
+		state := ledger.RewardIssued
+		if r.Status == rf.StatusCanceled {
+			state = ledger.RewardCanceled
+		}
+		_, err = h.Ledger.MarkRewardSettled(ctx, r.ID, state, h.now(), ledger.SettledByRFWebhook)
+		if errors.Is(err, ledger.ErrAlreadySettled) {
+			return result{"processed", "reward already recorded"}, nil
+		}
+		if err != nil {
+			return result{}, fmt.Errorf("record reward %d: %w", r.ID, err)
+		}
+		return result{"processed", "issued reward recorded; the sweep will never issue it again"}, nil
+	}
+	return result{}, fmt.Errorf("kind %s not handled", kind)
+}
+
+// remember records the user in the ledger, so payments match without an RF call and the
+// created/qualified deliveries end in the same state whatever their order.
+func (h *Handler) remember(ctx context.Context, u rf.User) (ledger.Lead, error) {
+	l := ledger.Lead{ID: u.ID, Code: u.Code, ReferrerID: u.ReferrerID, CampaignID: u.CampaignID,
+		SignedUpAt: u.SignedUpAt.Time, Source: ledger.SourceRFWebhook}
+	if u.Email != "" {
+		l.SetEmail(u.Email)
+	}
+	stored, err := h.Ledger.PutLead(ctx, l)
+	if err != nil {
+		return ledger.Lead{}, fmt.Errorf("record user %d: %w", u.ID, err)
+	}
+	return stored, nil
+}
+
+// issued finds an issued reward by id in RF's issued lists.
+func (h *Handler) issued(ctx context.Context, id int64) (rf.IssuedReward, bool, error) {
+	f := rf.Eq("id", id)
+	for _, m := range rf.AllMetrics() {
+		rs, err := h.RF.IssuedRewards(m, rf.ListOptions{Filter: &f}).Collect(ctx)
+		if err != nil {
+			return rf.IssuedReward{}, false, fmt.Errorf("issued %s rewards: %w", m, err)
+		}
+		for _, r := range rs {
+			if r.ID == id {
+				return r, true, nil
+			}
+		}
+	}
+	return rf.IssuedReward{}, false, nil
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,249 @@
+package rfwebhook
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/ddbtest"
+	"github.com/refbridge/refbridge/shared/httpx"
+	"github.com/refbridge/refbridge/shared/idempotency"
+	"github.com/refbridge/refbridge/shared/ledger"
+	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/referrals"
+	"github.com/refbridge/refbridge/shared/rfevents"
+	"github.com/refbridge/refbridge/shared/rfsim"
+	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
+	"github.com/refbridge/refbridge/shared/stripeevents"
+)
+
+const secret = "rf-shared-secret"
+
+type env struct {
+	url    string // refbridge's rf-webhook base: url + "/rf/webhook/<kind>"
+	ledger ledger.Store
+	sim    *rfsimtest.Sim
+	dec    *referrals.Service
+}
+
+// both runs a test against the in-memory state and DynamoDB Local, with the RF simulator's
+// outbound webhooks pointed at the handler (served over HTTP, as the local server does).
+func both(t *testing.T, test func(t *testing.T, e env)) {
+	for _, name := range []string{"memory", "dynamodb"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var l ledger.Store = ledger.NewMemory()
+			var idem idempotency.Store = idempotency.NewMemory()
+			if name == "dynamodb" {
+				db, table := ddbtest.Table(t)
+				l, idem = ledger.NewDynamo(db, table), idempotency.NewDynamo(db, table)
+			}
+			sim := rfsimtest.New(t)
+			sim.SeedDemo(t)
+			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil),
+				rf.WithRetryPolicy(rf.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, MaxRetryAfter: time.Second}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			th, _ := config.ParseThreshold("2000")
+			dec := referrals.New(l, client, referrals.Settings{Threshold: th, UnmatchedRetry: 72 * time.Hour}, nil, nil)
+			h := &Handler{Secrets: []string{"rotated-new", secret}, Fields: rfevents.FieldNames{"code": "referral_code"},
+				CampaignIDs: []int64{1}, RF: client, Ledger: l, Retrier: dec, Once: idempotency.New(idem, idempotency.Config{})}
+			srv := httptest.NewServer(httpx.HTTP(h))
+			t.Cleanup(srv.Close)
+			test(t, env{url: srv.URL + "/rf/webhook/", ledger: l, sim: sim, dec: dec})
+		})
+	}
+}
+
+// hook points one RF event at the handler like an RF admin would: the kind in the URL, the
+// secret in a custom header, the code renamed to referral_code and the id not sent.
+func (e env) hook(t *testing.T, event, kind, format string, duplicates int) {
+	t.Helper()
+	err := e.sim.Server.AddWebhook(rfsim.Webhook{Event: event, URL: e.url + kind, Format: format, Duplicates: duplicates,
+		Headers: map[string]string{"X-Webhook-Secret": secret}, Fields: map[string]string{"code": "referral_code", "id": ""}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func post(t *testing.T, url, contentType, body string, header map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestTheRFToRefbridgeLoop(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		e.hook(t, "lead_created", "lead-created", "json", 2) // delivered three times
+		e.hook(t, "lead_qualified", "lead-qualified", "form", 0)
+		e.hook(t, "reward_issued", "reward-issued", "json", 0)
+		e.hook(t, "referrer_joined", "referrer-joined", "form", 0)
+
+		ref := e.sim.Referrer(t, 1, "zoe@example.com")
+		lead := e.sim.Lead(t, 1, ref.Code, "yan@example.com")
+		e.sim.WaitIdle(t)
+		got, err := e.ledger.LeadByCode(ctx, lead.Code)
+		if err != nil || got.ID != int64(lead.ID) || got.ReferrerID != int64(ref.ID) || got.EmailHash != ledger.HashEmail("yan@example.com") {
+			t.Fatalf("lead in the ledger: %+v %v", got, err)
+		}
+		if r, err := e.ledger.LeadByID(ctx, int64(ref.ID)); err != nil || r.ReferrerID != 0 {
+			t.Fatalf("referrer in the ledger: %+v %v", r, err)
+		}
+
+		e.sim.Qualify(t, lead.ID)
+		e.sim.WaitIdle(t)
+		q, err := e.ledger.StandingQualification(ctx, int64(lead.ID))
+		if err != nil || q.Origin != ledger.OriginRFWebhook || q.ReferrerID != int64(ref.ID) {
+			t.Fatalf("qualification from RF: %+v %v", q, err)
+		}
+
+		// The referrer's reward became due in RF; an admin issues it by hand in the dashboard.
+		var dueID int
+		for _, d := range e.sim.Server.DueRewards("amount") {
+			if d.RecipientID == ref.ID {
+				dueID = d.ID
+			}
+		}
+		if _, err := e.sim.Server.IssueReward(dueID); err != nil {
+			t.Fatal(err)
+		}
+		e.sim.WaitIdle(t)
+		r, err := e.ledger.DueRewardRecord(ctx, int64(dueID))
+		if err != nil || r.State != ledger.RewardIssued {
+			t.Fatalf("issued reward in the ledger: %+v %v", r, err)
+		}
+		// Concurrent duplicates may be told 503 ("in progress") and retried by RF; every copy of
+		// every delivery must end in a 200.
+		final := map[string]int{}
+		for _, d := range e.sim.Server.Deliveries() {
+			if d.Status != 200 && d.Status != 503 {
+				t.Errorf("delivery %s answered %d", d.Event, d.Status)
+			}
+			final[d.Event+"#"+strconv.Itoa(d.Copy)] = d.Status
+		}
+		for k, st := range final {
+			if st != 200 {
+				t.Errorf("delivery %s ended with %d", k, st)
+			}
+		}
+	})
+}
+
+func TestQualifiedBeforeCreatedEndsTheSame(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		lead := e.sim.Lead(t, 1, "aLiCeRef", "out-of-order@example.com")
+		e.sim.Qualify(t, lead.ID)
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"`+lead.Code+`"}`, hdr); s != 200 || !strings.Contains(b, "processed") {
+			t.Fatalf("qualified first: %d %s", s, b)
+		}
+		if s, b := post(t, e.url+"lead-created", "application/x-www-form-urlencoded", "referral_code="+lead.Code, hdr); s != 200 {
+			t.Fatalf("created second: %d %s", s, b)
+		}
+		l, err := e.ledger.LeadByCode(ctx, lead.Code)
+		if err != nil || l.ReferrerID != 1 {
+			t.Fatalf("lead %+v %v", l, err)
+		}
+		if _, err := e.ledger.StandingQualification(ctx, int64(lead.ID)); err != nil {
+			t.Fatalf("qualification: %v", err)
+		}
+		// And the same qualified delivery again is a duplicate.
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"`+lead.Code+`"}`, hdr); s != 200 || !strings.Contains(b, "duplicate") {
+			t.Fatalf("again: %d %s", s, b)
+		}
+	})
+}
+
+func TestRejectedDeliveriesChangeNothing(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		good := map[string]string{"X-Webhook-Secret": secret}
+		tests := []struct {
+			name, kind, body string
+			header           map[string]string
+			status           int
+			body2            string
+		}{
+			{"no secret", "lead-created", `{"referral_code":"eRiNlEad"}`, nil, 401, `{"error":"unauthorized"}`},
+			{"wrong secret", "lead-created", `{"referral_code":"eRiNlEad"}`, map[string]string{"X-Webhook-Secret": "guess"}, 401, `{"error":"unauthorized"}`},
+			{"unknown kind", "lead-deleted", `{"referral_code":"eRiNlEad"}`, good, 404, ""},
+			{"no identity", "lead-created", `{"first_name":"Ann"}`, good, 400, "referral_code"},
+			{"reward without its id", "reward-issued", `{"referral_code":"eRiNlEad"}`, good, 400, "reward_issued_id"},
+		}
+		before := len(e.sim.Server.Calls())
+		for _, tt := range tests {
+			s, b := post(t, e.url+tt.kind, "application/json", tt.body, tt.header)
+			if s != tt.status || !strings.Contains(b, tt.body2) {
+				t.Errorf("%s: %d %s", tt.name, s, b)
+			}
+		}
+		if n := len(e.sim.Server.Calls()) - before; n != 0 {
+			t.Errorf("rejected deliveries made %d RF calls", n)
+		}
+		if _, err := e.ledger.LeadByCode(context.Background(), "eRiNlEad"); err == nil {
+			t.Error("a rejected delivery recorded the lead")
+		}
+		// A user RF does not know: acknowledged, ignored, nothing recorded.
+		if s, b := post(t, e.url+"lead-created", "application/json", `{"referral_code":"nObOdY00"}`, good); s != 200 || !strings.Contains(b, "unknown user") {
+			t.Errorf("unknown user: %d %s", s, b)
+		}
+	})
+}
+
+func TestLeadCreatedAfterItsInvoiceWasPaid(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		// Yan pays before RF tells refbridge about the lead: the invoice waits.
+		inv := stripeevents.Invoice{ID: "in_early", CustomerID: "cus_yan", CustomerEmail: "yan@example.com", Currency: "usd", AmountPaid: 4900}
+		if res, err := e.dec.InvoicePaid(ctx, inv, time.Now()); err != nil || res.Outcome != referrals.Unmatched {
+			t.Fatalf("early invoice: %+v %v", res, err)
+		}
+		e.hook(t, "lead_created", "lead-created", "json", 0)
+		lead := e.sim.Lead(t, 1, "aLiCeRef", "Yan@Example.com")
+		e.sim.WaitIdle(t)
+		u, _ := e.sim.Server.User(lead.ID)
+		if u.QualifiedAt == nil {
+			t.Fatal("the waiting invoice was not processed when the lead appeared")
+		}
+		if w, _ := e.ledger.UnmatchedInvoice(ctx, "in_early"); w.Status != ledger.UnmatchedMatched {
+			t.Fatalf("unmatched record %+v", w)
+		}
+	})
+}
+
+func TestRFDownAnswers503(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "GET /api/v2/users/{identifier}", Status: 503, Count: 2}); err != nil {
+			t.Fatal(err)
+		}
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		if s, b := post(t, e.url+"lead-created", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 || !strings.Contains(b, "error") {
+			t.Fatalf("%d %s", s, b)
+		}
+		if _, err := e.ledger.LeadByCode(context.Background(), "eRiNlEad"); err == nil {
+			t.Fatal("recorded although RF was down")
+		}
+		e.sim.Server.ClearFaults()
+		if s, b := post(t, e.url+"lead-created", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 200 {
+			t.Fatalf("retry: %d %s", s, b)
+		}
+	})
+}
