@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= testdata/rfsim-demo-seed.json
 
-.PHONY: run test vet fmt-check fmt build clean build-StripeWebhookFunction
+.PHONY: run test vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction
 
 ## run: start the Referral Factory simulator with the demo seed (Ctrl-C stops it)
 run:
@@ -37,3 +37,6 @@ LAMBDA_BUILD = GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.no
 
 build-StripeWebhookFunction:
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/stripe-webhook
+
+build-RfWebhookFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/rf-webhook
