@@ -25,6 +25,7 @@ import (
 	"github.com/refbridge/refbridge/shared/referrals"
 	"github.com/refbridge/refbridge/shared/rfevents"
 	"github.com/refbridge/refbridge/shared/rfwebhook"
+	"github.com/refbridge/refbridge/shared/stripecustomers"
 )
 
 // RF's retry policy is undocumented: a delivery is remembered for a week.
@@ -68,7 +69,7 @@ func setup(ctx context.Context, log *slog.Logger) (*rfwebhook.Handler, error) {
 		CampaignIDs: cfg.RFCampaignIDs, Threshold: cfg.QualifyMin, Window: cfg.QualifyWindow,
 		UnmatchedRetry: cfg.UnmatchedRetry, DryRun: cfg.DryRun,
 	}, nil, log)
-	return &rfwebhook.Handler{
+	h := &rfwebhook.Handler{
 		Secrets:     cfg.RFWebhookSecrets,
 		Fields:      rfevents.FieldNames(cfg.RFWebhookFields),
 		CampaignIDs: cfg.RFCampaignIDs,
@@ -78,5 +79,12 @@ func setup(ctx context.Context, log *slog.Logger) (*rfwebhook.Handler, error) {
 		Once:        idempotency.New(idempotency.NewDynamo(db, cfg.StateTable), idempotency.Config{Expiration: eventMemory}),
 		Log:         log,
 		Metrics:     observe.New(log, "rf-webhook"),
-	}, nil
+		DryRun:      cfg.DryRun,
+	}
+	if cfg.StripeAPIKey != "" {
+		customers := stripecustomers.New(cfg.StripeAPIKey, "")
+		h.Customers = customers
+		dec.WithCustomers(customers)
+	}
+	return h, nil
 }

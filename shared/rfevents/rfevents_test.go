@@ -2,6 +2,8 @@ package rfevents
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -79,5 +81,29 @@ func TestParse(t *testing.T) {
 	_, err := Parse([]byte(`{"name":"x"}`), "application/json", FieldNames{"email": "mail"})
 	if !errors.Is(err, ErrNoIdentity) || !strings.Contains(err.Error(), "email (mail)") || !strings.Contains(err.Error(), "code (code, referral_code") {
 		t.Fatalf("the error must name the fields looked for: %v", err)
+	}
+}
+
+// TestSampleEvents parses every sample in events/rf with the field map its README names.
+func TestSampleEvents(t *testing.T) {
+	names := FieldNames{"code": "referral_code"}
+	for file, want := range map[string]Identity{
+		"lead-created.json":    {ID: 6, Code: "fAyLiNrf", Email: "fay@example.com", CampaignID: 1},
+		"lead-qualified.form":  {Code: "fAyLiNrf", Email: "fay@example.com", CampaignID: 1},
+		"reward-issued.json":   {ID: 1, Code: "aLiCeRef", Email: "alice@example.com", CampaignID: 1, IssuedRewardID: 5},
+		"referrer-joined.form": {Code: "gUsPaRkR", Email: "gus@example.com", CampaignID: 1},
+	} {
+		body, err := os.ReadFile(filepath.Join("..", "..", "events", "rf", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct := "application/json"
+		if strings.HasSuffix(file, ".form") {
+			ct = "application/x-www-form-urlencoded"
+		}
+		got, err := Parse(body, ct, names)
+		if err != nil || got != want {
+			t.Errorf("%s: %+v %v, want %+v", file, got, err, want)
+		}
 	}
 }

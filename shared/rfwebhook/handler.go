@@ -33,7 +33,15 @@ type Ledger interface {
 	PutLead(ctx context.Context, l ledger.Lead) (ledger.Lead, error)
 	Qualify(ctx context.Context, q ledger.Qualification) (ledger.Qualification, error)
 	MarkRewardSettled(ctx context.Context, id int64, state ledger.RewardState, at time.Time, by string) (ledger.DueReward, error)
+	MapCustomer(ctx context.Context, customerID string, leadID int64, rule string) (ledger.Mapping, error)
 	UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]ledger.Unmatched, error)
+}
+
+// Customers finds Stripe customers and writes RF links to them (only with STRIPE_API_KEY).
+type Customers interface {
+	FindByEmail(ctx context.Context, email string) ([]string, error)
+	WriteBack(ctx context.Context, customerID string, rfUserID int64, rfCode string) error
+	WriteReferralLink(ctx context.Context, customerID string, rfUserID int64, rfCode, url string) error
 }
 
 // Retrier processes a paid invoice that waited for its lead.
@@ -54,6 +62,8 @@ type Handler struct {
 	RF          RF
 	Ledger      Ledger
 	Retrier     Retrier
+	Customers   Customers // nil without STRIPE_API_KEY
+	DryRun      bool
 	Once        Once
 	Now         func() time.Time
 	Log         *slog.Logger
@@ -180,10 +190,16 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 	}
 	switch kind {
 	case rfevents.ReferrerJoined:
+		if err := h.linkCustomers(ctx, u, false); err != nil {
+			return result{}, err
+		}
 		return result{"processed", "referrer recorded"}, nil
 	case rfevents.LeadCreated:
 		if !u.IsLead() {
 			return result{"processed", "user recorded (Referral Factory has it as a referrer, not a lead)"}, nil
+		}
+		if err := h.linkCustomers(ctx, u, true); err != nil {
+			return result{}, err
 		}
 		waiting, err := h.Ledger.UnmatchedFor(ctx, "", lead.EmailHash)
 		if err != nil {
@@ -247,6 +263,39 @@ func (h *Handler) remember(ctx context.Context, u rf.User) (ledger.Lead, error) 
 		return ledger.Lead{}, fmt.Errorf("record user %d: %w", u.ID, err)
 	}
 	return stored, nil
+}
+
+// linkCustomers (with STRIPE_API_KEY) finds the Stripe customers with the user's email: a lead's
+// are mapped to it and get rf_user_id/rf_code, so their payments match by id; a referrer's get
+// their referral link. Stripe errors are transient (503, RF retries); nothing is written in dry
+// run.
+func (h *Handler) linkCustomers(ctx context.Context, u rf.User, lead bool) error {
+	if h.Customers == nil || u.Email == "" {
+		return nil
+	}
+	ids, err := h.Customers.FindByEmail(ctx, rf.NormalizeEmail(u.Email))
+	if err != nil {
+		return err
+	}
+	for _, cus := range ids {
+		if lead {
+			if _, err := h.Ledger.MapCustomer(ctx, cus, u.ID, "rf_webhook_email"); err != nil && !errors.Is(err, ledger.ErrConflict) {
+				return fmt.Errorf("map customer of lead %d: %w", u.ID, err)
+			}
+		}
+		if h.DryRun {
+			continue
+		}
+		if lead {
+			err = h.Customers.WriteBack(ctx, cus, u.ID, u.Code)
+		} else {
+			err = h.Customers.WriteReferralLink(ctx, cus, u.ID, u.Code, u.URL)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // issued finds an issued reward by id in RF's issued lists.

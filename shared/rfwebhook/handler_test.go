@@ -35,6 +35,11 @@ type env struct {
 // both runs a test against the in-memory state and DynamoDB Local, with the RF simulator's
 // outbound webhooks pointed at the handler (served over HTTP, as the local server does).
 func both(t *testing.T, test func(t *testing.T, e env)) {
+	bothWith(t, nil, test)
+}
+
+// bothWith is both with the handler changed by mod before it serves.
+func bothWith(t *testing.T, mod func(*Handler), test func(t *testing.T, e env)) {
 	for _, name := range []string{"memory", "dynamodb"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -55,6 +60,9 @@ func both(t *testing.T, test func(t *testing.T, e env)) {
 			dec := referrals.New(l, client, referrals.Settings{Threshold: th, UnmatchedRetry: 72 * time.Hour}, nil, nil)
 			h := &Handler{Secrets: []string{"rotated-new", secret}, Fields: rfevents.FieldNames{"code": "referral_code"},
 				CampaignIDs: []int64{1}, RF: client, Ledger: l, Retrier: dec, Once: idempotency.New(idem, idempotency.Config{})}
+			if mod != nil {
+				mod(h)
+			}
 			srv := httptest.NewServer(httpx.HTTP(h))
 			t.Cleanup(srv.Close)
 			test(t, env{url: srv.URL + "/rf/webhook/", ledger: l, sim: sim, dec: dec})

@@ -66,6 +66,41 @@ func (c *Client) ChargeCustomer(ctx context.Context, chargeID string) (string, e
 	return ch.Customer.ID, nil
 }
 
+// FindByEmail returns the ids of the customers with this email (Stripe compares it
+// case-sensitively, so callers pass the normalised address).
+func (c *Client) FindByEmail(ctx context.Context, email string) ([]string, error) {
+	p := &stripe.CustomerListParams{Email: stripe.String(email)}
+	p.Context = ctx
+	p.Limit = stripe.Int64(10)
+	var ids []string
+	it := c.api.Customers.List(p)
+	for it.Next() && len(ids) < 10 {
+		ids = append(ids, it.Customer().ID)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("stripe: find customers by email: %w", err)
+	}
+	return ids, nil
+}
+
+// WriteReferralLink stores a referrer's RF code and referral link in the customer's metadata,
+// so it can be shown on invoices and in the product.
+func (c *Client) WriteReferralLink(ctx context.Context, customerID string, rfUserID int64, rfCode, url string) error {
+	id := strconv.FormatInt(rfUserID, 10)
+	p := &stripe.CustomerParams{}
+	p.Context = ctx
+	p.IdempotencyKey = stripe.String("refbridge-rf-referrer-" + customerID + "-" + id)
+	p.AddMetadata("rf_user_id", id)
+	p.AddMetadata("rf_code", rfCode)
+	if url != "" {
+		p.AddMetadata("rf_referral_url", url)
+	}
+	if _, err := c.api.Customers.Update(customerID, p); err != nil {
+		return fmt.Errorf("stripe: write referral link to customer %s: %w", customerID, err)
+	}
+	return nil
+}
+
 // WriteBack stores the lead's RF id and code in the customer's metadata. The idempotency key
 // names the customer and the lead, so Stripe applies a retried write once.
 func (c *Client) WriteBack(ctx context.Context, customerID string, rfUserID int64, rfCode string) error {
