@@ -87,12 +87,17 @@ func TestParse(t *testing.T) {
 // TestSampleEvents parses every sample in events/rf with the field map its README names.
 func TestSampleEvents(t *testing.T) {
 	names := FieldNames{"code": "referral_code"}
-	for file, want := range map[string]Identity{
-		"lead-created.json":    {ID: 6, Code: "fAyLiNrf", Email: "fay@example.com", CampaignID: 1},
-		"lead-qualified.form":  {Code: "fAyLiNrf", Email: "fay@example.com", CampaignID: 1},
-		"reward-issued.json":   {ID: 1, Code: "aLiCeRef", Email: "alice@example.com", CampaignID: 1, IssuedRewardID: 5},
-		"referrer-joined.form": {Code: "gUsPaRkR", Email: "gus@example.com", CampaignID: 1},
-	} {
+	samples := map[string]Identity{
+		"lead-created":    {ID: 6, Code: "fAyLiNrf", Email: "fay@example.com", CampaignID: 1},
+		"lead-qualified":  {Code: "fAyLiNrf", Email: "fay@example.com", CampaignID: 1},
+		"reward-issued":   {ID: 1, Code: "aLiCeRef", Email: "alice@example.com", CampaignID: 1, IssuedRewardID: 5},
+		"referrer-joined": {Code: "gUsPaRkR", Email: "gus@example.com", CampaignID: 1},
+	}
+	files := map[string]Identity{}
+	for kind, want := range samples {
+		files[kind+".json"], files[kind+".form"] = want, want
+	}
+	for file, want := range files {
 		body, err := os.ReadFile(filepath.Join("..", "..", "events", "rf", file))
 		if err != nil {
 			t.Fatal(err)
