@@ -99,13 +99,28 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	if kind == rfevents.RewardIssued && id.IssuedRewardID <= 0 {
 		return httpx.Outcome{Kind: httpx.Invalid, Reason: "reward-issued without the issued reward's id (reward_issued_id)"}
 	}
+	if kind == rfevents.RewardIssued {
+		// The reward names its recipient: trust RF's list, not the payload's user fields.
+		r, found, err := h.issued(ctx, id.IssuedRewardID)
+		switch {
+		case err != nil:
+			return h.rfFailure(ctx, log, kind, err)
+		case !found:
+			// RF may list it a moment after it sends the webhook: ask RF to retry.
+			return httpx.Outcome{Kind: httpx.Transient, Reason: "Referral Factory does not list this issued reward yet; retry later"}
+		}
+		id = rfevents.Identity{ID: r.RecipientID, IssuedRewardID: r.ID}
+	}
 	user, found, err := h.reread(ctx, id)
 	if err != nil {
-		log.ErrorContext(ctx, "rf webhook: re-reading the user failed", "kind", string(kind), "error", err.Error())
-		return httpx.Outcome{Kind: httpx.Transient, Reason: "Referral Factory unavailable; retry later"}
+		return h.rfFailure(ctx, log, kind, err)
 	}
 	if !found {
-		return httpx.Outcome{Kind: httpx.Ignored, Reason: "unknown user: Referral Factory does not know it"}
+		return httpx.Outcome{Kind: httpx.Ignored, Reason: "unknown or ambiguous user: Referral Factory does not know it as one user"}
+	}
+	if kind == rfevents.LeadQualified && !qualifiedLead(user) {
+		// RF said qualified but its API does not show it yet: ask RF to retry.
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "Referral Factory does not show the lead qualified yet; retry later"}
 	}
 	key := fmt.Sprintf("rf#%s#%d#%s", kind, user.ID, h.state(kind, user, id))
 	res, err := h.Once.Do(ctx, key, nil, func(ctx context.Context) ([]byte, error) {
@@ -138,6 +153,21 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	return httpx.Outcome{Kind: kindOut, Reason: s.Reason}
 }
 
+// qualifiedLead reports whether RF shows the user as a qualified lead.
+func qualifiedLead(u rf.User) bool { return u.IsLead() && u.Qualified() }
+
+// rfFailure answers an RF error: transient ones get 503 so RF retries; others (a rejected
+// identifier, a revoked token) cannot be fixed by a retry and are acknowledged, logged, counted.
+func (h *Handler) rfFailure(ctx context.Context, log *slog.Logger, kind rfevents.Kind, err error) httpx.Outcome {
+	if rf.IsRetryable(err) || rf.IsOutcomeUnknown(err) || errors.Is(err, context.DeadlineExceeded) {
+		log.ErrorContext(ctx, "rf webhook: Referral Factory unavailable", "kind", string(kind), "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "Referral Factory unavailable; retry later"}
+	}
+	log.ErrorContext(ctx, "rf webhook: Referral Factory refused the lookup", "kind", string(kind), "error", err.Error())
+	h.Metrics.Count(ctx, "RFLookupRefused", 1)
+	return httpx.Outcome{Kind: httpx.Ignored, Reason: "Referral Factory refused the lookup; see the logs"}
+}
+
 // state is the part of the dedupe key that changes when the same user's event means something
 // new: a new qualification date, another issued reward.
 func (h *Handler) state(kind rfevents.Kind, u rf.User, id rfevents.Identity) string {
@@ -164,16 +194,18 @@ func (h *Handler) reread(ctx context.Context, id rfevents.Identity) (rf.User, bo
 		if id.CampaignID > 0 {
 			campaigns = []int64{id.CampaignID}
 		}
+		var all []rf.User
 		for _, c := range campaigns {
 			users, err := h.RF.FindUsersByEmail(ctx, c, id.Email)
 			if err != nil {
 				return rf.User{}, false, err
 			}
-			if len(users) > 0 {
-				return users[0], true, nil
-			}
+			all = append(all, users...)
 		}
-		return rf.User{}, false, nil
+		if len(all) != 1 { // none, or the same email in several campaigns: not one user
+			return rf.User{}, false, nil
+		}
+		return all[0], true, nil
 	}
 	if rf.IsNotFound(err) {
 		return rf.User{}, false, nil
@@ -201,16 +233,22 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 		if err := h.linkCustomers(ctx, u, true); err != nil {
 			return result{}, err
 		}
+		if lead.EmailHash == "" {
+			return result{"processed", "lead recorded"}, nil
+		}
 		waiting, err := h.Ledger.UnmatchedFor(ctx, "", lead.EmailHash)
 		if err != nil {
 			return result{}, fmt.Errorf("unmatched invoices of lead %d: %w", u.ID, err)
 		}
+		failed := 0
 		for _, w := range waiting {
+			// One invoice that fails must not hold the lead back: the sweep retries it.
 			if _, err := h.Retrier.RetryUnmatched(ctx, w); err != nil {
-				return result{}, fmt.Errorf("retry unmatched %s for lead %d: %w", w.InvoiceID, u.ID, err)
+				failed++
+				h.log().WarnContext(ctx, "waiting invoice not processed; the sweep will retry it", "invoice", w.InvoiceID, "lead", u.ID, "error", err.Error())
 			}
 		}
-		return result{"processed", fmt.Sprintf("lead recorded; %d waiting paid invoice(s) processed", len(waiting))}, nil
+		return result{"processed", fmt.Sprintf("lead recorded; %d waiting paid invoice(s) processed, %d left for the sweep", len(waiting)-failed, failed)}, nil
 	case rfevents.LeadQualified:
 		if !u.IsLead() || !u.Qualified() {
 			return result{"ignored", "Referral Factory does not have this user as a qualified lead"}, nil
@@ -313,6 +351,13 @@ func (h *Handler) issued(ctx context.Context, id int64) (rf.IssuedReward, bool, 
 		}
 	}
 	return rf.IssuedReward{}, false, nil
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 func (h *Handler) now() time.Time {

@@ -210,7 +210,7 @@ func TestRejectedDeliveriesChangeNothing(t *testing.T) {
 			t.Error("a rejected delivery recorded the lead")
 		}
 		// A user RF does not know: acknowledged, ignored, nothing recorded.
-		if s, b := post(t, e.url+"lead-created", "application/json", `{"referral_code":"nObOdY00"}`, good); s != 200 || !strings.Contains(b, "unknown user") {
+		if s, b := post(t, e.url+"lead-created", "application/json", `{"referral_code":"nObOdY00"}`, good); s != 200 || !strings.Contains(b, "unknown") {
 			t.Errorf("unknown user: %d %s", s, b)
 		}
 	})
@@ -252,6 +252,24 @@ func TestRFDownAnswers503(t *testing.T) {
 		e.sim.Server.ClearFaults()
 		if s, b := post(t, e.url+"lead-created", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 200 {
 			t.Fatalf("retry: %d %s", s, b)
+		}
+	})
+}
+
+// RF may send a webhook before its API shows the change: refbridge asks for a retry (503) and
+// stores nothing, so the retry is judged afresh.
+func TestWebhookAheadOfTheAPIIsRetried(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		if s, b := post(t, e.url+"reward-issued", "application/json", `{"referral_code":"aLiCeRef","reward_issued_id":999}`, hdr); s != 503 {
+			t.Fatalf("reward not listed yet: %d %s", s, b)
+		}
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 {
+			t.Fatalf("lead not qualified yet: %d %s", s, b)
+		}
+		e.sim.Qualify(t, 5)
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 200 || !strings.Contains(b, "processed") {
+			t.Fatalf("once RF shows it: %d %s", s, b)
 		}
 	})
 }
