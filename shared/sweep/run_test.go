@@ -1,0 +1,202 @@
+package sweep
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/ddbtest"
+	"github.com/refbridge/refbridge/shared/ledger"
+	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type env struct {
+	s      *Sweeper
+	ledger ledger.Store
+	sim    *rfsimtest.Sim
+	clock  *clock
+}
+
+// both runs a test on both ledgers against the simulator seeded with the demo campaign, where
+// Erin (lead 5, referred by Bob, user 2) is pending.
+func both(t *testing.T, test func(t *testing.T, e env)) {
+	for _, name := range []string{"memory", "dynamodb"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var l ledger.Store = ledger.NewMemory()
+			if name == "dynamodb" {
+				db, table := ddbtest.Table(t)
+				l = ledger.NewDynamo(db, table)
+			}
+			sim := rfsimtest.New(t)
+			sim.SeedDemo(t)
+			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &clock{t: time.Now().UTC()}
+			s := &Sweeper{Ledger: l, RF: client, Rules: Rules{Hold: 14 * 24 * time.Hour}, Now: c.Now}
+			test(t, env{s: s, ledger: l, sim: sim, clock: c})
+		})
+	}
+}
+
+// qualifyErin records refbridge's qualification of Erin, daysAgo old, and qualifies her in RF,
+// which makes Bob's $25 reward due. It returns that due reward's id.
+func qualifyErin(t *testing.T, e env, daysAgo int) int64 {
+	t.Helper()
+	_, err := e.ledger.Qualify(context.Background(), ledger.Qualification{LeadID: 5, ReferrerID: 2,
+		At: e.clock.Now().Add(-time.Duration(daysAgo) * 24 * time.Hour), Origin: ledger.OriginRefbridge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Qualify(t, 5)
+	for _, d := range e.sim.Server.DueRewards("amount") {
+		if d.RecipientID == 2 {
+			return int64(d.ID)
+		}
+	}
+	t.Fatal("no due reward for Bob")
+	return 0
+}
+
+// issueCalls counts POST /rewards/issue/{id} calls, for one reward id or (id 0) for all.
+func issueCalls(sim *rfsimtest.Sim, id int64) int {
+	n := 0
+	for _, c := range sim.Server.Calls() {
+		rest, ok := strings.CutPrefix(c.Path, "/api/v2/rewards/issue/")
+		if c.Method == "POST" && ok && (id == 0 || rest == strconv.FormatInt(id, 10)) {
+			n++
+		}
+	}
+	return n
+}
+
+func rfStatus(t *testing.T, e env, id int64) string {
+	t.Helper()
+	for _, r := range e.sim.Server.IssuedRewards("amount") {
+		if int64(r.ID) == id {
+			return r.Status
+		}
+	}
+	return ""
+}
+
+func TestHoldThenIssueOnce(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		id := qualifyErin(t, e, 3)
+		sum, err := e.s.Run(ctx)
+		if err != nil || sum.Issued != 0 || sum.Waiting["hold"] != 3 {
+			t.Fatalf("inside the hold: %+v %v", sum, err)
+		}
+		e.clock.Advance(12 * 24 * time.Hour)
+		sum, err = e.s.Run(ctx)
+		if err != nil || sum.Issued != 1 || rfStatus(t, e, id) != rf.StatusIssued {
+			t.Fatalf("after the hold: %+v %v (RF status %q)", sum, err, rfStatus(t, e, id))
+		}
+		rec, err := e.ledger.DueRewardRecord(ctx, id)
+		if err != nil || rec.State != ledger.RewardIssued {
+			t.Fatalf("ledger %+v %v", rec, err)
+		}
+		// Runs after that issue nothing new.
+		if sum, err := e.s.Run(ctx); err != nil || sum.Issued != 0 || issueCalls(e.sim, id) != 1 {
+			t.Fatalf("again: %+v %v, %d issue calls", sum, err, issueCalls(e.sim, id))
+		}
+	})
+}
+
+func TestReversedQualificationCancels(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		id := qualifyErin(t, e, 3)
+		if _, err := e.ledger.Reverse(ctx, 5, e.clock.Now(), "refund"); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := e.s.Run(ctx)
+		if err != nil || sum.Canceled != 1 || rfStatus(t, e, id) != rf.StatusCanceled || issueCalls(e.sim, 0) != 0 {
+			t.Fatalf("%+v %v (RF status %q)", sum, err, rfStatus(t, e, id))
+		}
+	})
+}
+
+func TestRecordedAsIssuedIsNeverIssuedAgain(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		id := qualifyErin(t, e, 30)
+		// RF's reward-issued webhook said it was issued (by hand), though RF still lists it due.
+		if _, err := e.ledger.MarkRewardSettled(ctx, id, ledger.RewardIssued, e.clock.Now(), ledger.SettledByRFWebhook); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := e.s.Run(ctx)
+		if err != nil || issueCalls(e.sim, id) != 0 {
+			t.Fatalf("%+v %v", sum, err)
+		}
+	})
+}
+
+func TestCrashes(t *testing.T) {
+	t.Run("after the call, before the confirm", func(t *testing.T) {
+		both(t, func(t *testing.T, e env) {
+			ctx := context.Background()
+			id := qualifyErin(t, e, 30)
+			if _, err := e.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: ledger.DueRewardTarget(id), Ref: "crashed run"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.sim.Server.IssueReward(int(id)); err != nil { // the crashed run's call reached RF
+				t.Fatal(err)
+			}
+			sum, err := e.s.Run(ctx)
+			if err != nil || sum.Reconciled != 1 || issueCalls(e.sim, id) != 0 {
+				t.Fatalf("%+v %v, %d issue calls", sum, err, issueCalls(e.sim, id))
+			}
+			if rec, _ := e.ledger.DueRewardRecord(ctx, id); rec.State != ledger.RewardIssued {
+				t.Fatalf("not confirmed: %+v", rec)
+			}
+		})
+	})
+	t.Run("after the intent, before the call", func(t *testing.T) {
+		both(t, func(t *testing.T, e env) {
+			ctx := context.Background()
+			id := qualifyErin(t, e, 30)
+			if _, err := e.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: ledger.DueRewardTarget(id), Ref: "crashed run"}); err != nil {
+				t.Fatal(err)
+			}
+			// A recent attempt might still be running: not touched.
+			if sum, err := e.s.Run(ctx); err != nil || sum.Failed != 1 || issueCalls(e.sim, id) != 0 {
+				t.Fatalf("recent attempt: %+v %v", sum, err)
+			}
+			e.clock.Advance(time.Hour) // now stale; RF still lists the reward as due
+			sum, err := e.s.Run(ctx)
+			if err != nil || issueCalls(e.sim, id) != 1 || rfStatus(t, e, id) != rf.StatusIssued {
+				t.Fatalf("taken over: %+v %v, %d issue calls", sum, err, issueCalls(e.sim, id))
+			}
+		})
+	})
+}
+
+func TestDryRunIssuesNothing(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		qualifyErin(t, e, 30)
+		e.s.DryRun = true
+		if sum, err := e.s.Run(context.Background()); err != nil || issueCalls(e.sim, 0) != 0 || sum.Listed != 3 {
+			t.Fatalf("%+v %v", sum, err)
+		}
+	})
+}
