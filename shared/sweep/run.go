@@ -2,12 +2,15 @@ package sweep
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/refbridge/refbridge/shared/lease"
 	"github.com/refbridge/refbridge/shared/ledger"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 )
@@ -37,6 +40,9 @@ type RF interface {
 type Sweeper struct {
 	Ledger Ledger
 	RF     RF
+	// Lease keeps overlapping runs (the schedule and an async retry) from both acting; nil
+	// only in tests of a single run.
+	Lease  lease.Store
 	Rules  Rules
 	DryRun bool
 	// StaleAfter is how old an unconfirmed attempt must be before another run may take it over
@@ -56,6 +62,24 @@ type Summary struct {
 // acts on each. A reward is listed in full before any is acted on: issuing shifts RF's pages.
 func (s *Sweeper) Run(ctx context.Context) (Summary, error) {
 	sum := Summary{Waiting: map[string]int{}}
+	if s.Lease != nil {
+		owner := randomOwner()
+		now := s.now()
+		until := now.Add(s.staleAfter())
+		if dl, ok := ctx.Deadline(); ok {
+			until = dl
+		}
+		if err := s.Lease.Acquire(ctx, "reward-sweep", owner, now, until); err != nil {
+			return sum, fmt.Errorf("sweep: %w", err)
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := s.Lease.Release(rctx, "reward-sweep", owner); err != nil {
+				s.logger().WarnContext(ctx, "sweep lease not released; it expires by itself", "error", err.Error())
+			}
+		}()
+	}
 	if err := s.reconcile(ctx, &sum); err != nil {
 		return sum, err
 	}
@@ -244,6 +268,12 @@ func (s *Sweeper) settledInRF(ctx context.Context, id int64) (rf.IssuedReward, b
 		}
 	}
 	return rf.IssuedReward{}, false, nil
+}
+
+func randomOwner() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func ignoreSettled(err error) error {

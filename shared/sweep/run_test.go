@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/refbridge/refbridge/shared/ddbtest"
+	"github.com/refbridge/refbridge/shared/lease"
 	"github.com/refbridge/refbridge/shared/ledger"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
@@ -40,9 +42,10 @@ func both(t *testing.T, test func(t *testing.T, e env)) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var l ledger.Store = ledger.NewMemory()
+			var ls lease.Store = lease.NewMemory()
 			if name == "dynamodb" {
 				db, table := ddbtest.Table(t)
-				l = ledger.NewDynamo(db, table)
+				l, ls = ledger.NewDynamo(db, table), lease.NewDynamo(db, table)
 			}
 			sim := rfsimtest.New(t)
 			sim.SeedDemo(t)
@@ -51,7 +54,7 @@ func both(t *testing.T, test func(t *testing.T, e env)) {
 				t.Fatal(err)
 			}
 			c := &clock{t: time.Now().UTC()}
-			s := &Sweeper{Ledger: l, RF: client, Rules: Rules{Hold: 14 * 24 * time.Hour}, Now: c.Now}
+			s := &Sweeper{Ledger: l, RF: client, Lease: ls, Rules: Rules{Hold: 14 * 24 * time.Hour}, Now: c.Now}
 			test(t, env{s: s, ledger: l, sim: sim, clock: c})
 		})
 	}
@@ -197,6 +200,36 @@ func TestDryRunIssuesNothing(t *testing.T) {
 		e.s.DryRun = true
 		if sum, err := e.s.Run(context.Background()); err != nil || issueCalls(e.sim, 0) != 0 || sum.Listed != 3 {
 			t.Fatalf("%+v %v", sum, err)
+		}
+	})
+}
+
+// Two overlapping runs: one takes the lease and acts, the other stops at once.
+func TestOverlappingRunsOneActs(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		id := qualifyErin(t, e, 30)
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := e.s.Run(context.Background())
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		held := 0
+		for err := range errs {
+			if errors.Is(err, lease.ErrHeld) {
+				held++
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := issueCalls(e.sim, id); n != 1 {
+			t.Fatalf("%d issue calls (%d runs found the lease held)", n, held)
 		}
 	})
 }
