@@ -358,7 +358,7 @@ func (s *Service) rememberLead(ctx context.Context, u rf.User, email string) (le
 func (s *Service) unmatched(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time, why error) (Result, error) {
 	u := ledger.Unmatched{InvoiceID: inv.ID, CustomerID: inv.CustomerID, AmountMinor: inv.AmountPaid,
 		Currency: strings.ToLower(inv.Currency), Reason: why.Error(), PaidAt: paidAt,
-		RetryUntil: s.now().Add(s.set.UnmatchedRetry)}
+		NextRetryAt: s.now(), RetryUntil: s.now().Add(s.set.UnmatchedRetry)}
 	if e := rf.NormalizeEmail(inv.CustomerEmail); e != "" {
 		u.EmailHash = ledger.HashEmail(e)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/refbridge/refbridge/shared/lease"
 	"github.com/refbridge/refbridge/shared/ledger"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/referrals"
 )
 
 // Ledger is the part of the ledger the sweep uses.
@@ -26,6 +27,14 @@ type Ledger interface {
 	TakeOverIntent(ctx context.Context, kind ledger.IntentKind, target string, seenAttempts int, staleBefore time.Time) (ledger.Intent, error)
 	PendingIntents(ctx context.Context, kind ledger.IntentKind) ([]ledger.Intent, error)
 	LogDecision(ctx context.Context, d ledger.Decision) error
+	UnmatchedDue(ctx context.Context, now time.Time, limit int) ([]ledger.Unmatched, error)
+	ResolveUnmatched(ctx context.Context, invoiceID string, outcome ledger.UnmatchedStatus, reason string) (ledger.Unmatched, error)
+	RescheduleUnmatched(ctx context.Context, invoiceID string, next time.Time, reason string) (ledger.Unmatched, error)
+}
+
+// Retrier tries a waiting unmatched paid invoice again (referrals.Service).
+type Retrier interface {
+	RetryUnmatched(ctx context.Context, u ledger.Unmatched) (referrals.Result, error)
 }
 
 // RF is the part of the Referral Factory client the sweep uses.
@@ -42,9 +51,13 @@ type Sweeper struct {
 	RF     RF
 	// Lease keeps overlapping runs (the schedule and an async retry) from both acting; nil
 	// only in tests of a single run.
-	Lease  lease.Store
-	Rules  Rules
-	DryRun bool
+	Lease lease.Store
+	// Retrier, when set, retries unmatched paid invoices until UNMATCHED_RETRY_DAYS runs out.
+	Retrier Retrier
+	// RetryEvery spaces an unmatched invoice's retries (default one hour).
+	RetryEvery time.Duration
+	Rules      Rules
+	DryRun     bool
 	// StaleAfter is how old an unconfirmed attempt must be before another run may take it over
 	// (after reading RF's state); it must exceed the longest run.
 	StaleAfter time.Duration
@@ -55,6 +68,7 @@ type Sweeper struct {
 // Summary is what one run did.
 type Summary struct {
 	Listed, Issued, Canceled, Skipped, Failed, Reconciled int
+	UnmatchedMatched, UnmatchedExpired, UnmatchedWaiting  int
 	Waiting                                               map[string]int // by rule
 }
 
@@ -95,7 +109,48 @@ func (s *Sweeper) Run(ctx context.Context) (Summary, error) {
 			}
 		}
 	}
-	return sum, nil
+	return sum, s.retryUnmatched(ctx, &sum)
+}
+
+// retryUnmatched gives each waiting paid invoice whose retry is due another chance to match a
+// lead, and expires those whose time ran out, with the reason.
+func (s *Sweeper) retryUnmatched(ctx context.Context, sum *Summary) error {
+	if s.Retrier == nil {
+		return nil
+	}
+	now := s.now()
+	due, err := s.Ledger.UnmatchedDue(ctx, now, 100)
+	if err != nil {
+		return fmt.Errorf("unmatched invoices: %w", err)
+	}
+	for _, u := range due {
+		if now.After(u.RetryUntil) {
+			if _, err := s.Ledger.ResolveUnmatched(ctx, u.InvoiceID, ledger.UnmatchedExpired, "no lead matched before the retry window ended: "+u.Reason); err != nil && !errors.Is(err, ledger.ErrConflict) {
+				return fmt.Errorf("expire unmatched %s: %w", u.InvoiceID, err)
+			}
+			sum.UnmatchedExpired++
+			continue
+		}
+		res, err := s.Retrier.RetryUnmatched(ctx, u)
+		if err != nil {
+			sum.Failed++
+			s.logger().WarnContext(ctx, "unmatched invoice retry failed", "invoice", u.InvoiceID, "error", err.Error())
+			continue
+		}
+		if res.Outcome != referrals.Unmatched {
+			sum.UnmatchedMatched++
+			continue
+		}
+		every := s.RetryEvery
+		if every <= 0 {
+			every = time.Hour
+		}
+		if _, err := s.Ledger.RescheduleUnmatched(ctx, u.InvoiceID, now.Add(every), res.Reason); err != nil {
+			return fmt.Errorf("reschedule unmatched %s: %w", u.InvoiceID, err)
+		}
+		sum.UnmatchedWaiting++
+	}
+	return nil
 }
 
 // reconcile settles attempts a crashed run left pending whose effect RF shows: an issue or

@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/ddbtest"
 	"github.com/refbridge/refbridge/shared/lease"
 	"github.com/refbridge/refbridge/shared/ledger"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
+	"github.com/refbridge/refbridge/shared/referrals"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
+	"github.com/refbridge/refbridge/shared/stripeevents"
 )
 
 type clock struct {
@@ -230,6 +233,49 @@ func TestOverlappingRunsOneActs(t *testing.T) {
 		}
 		if n := issueCalls(e.sim, id); n != 1 {
 			t.Fatalf("%d issue calls (%d runs found the lease held)", n, held)
+		}
+	})
+}
+
+// A paid invoice no lead matched is retried by the sweep: it matches once the lead is known,
+// and one whose retry window runs out expires, with the reason.
+func TestUnmatchedRetryThenExpiry(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		th, _ := config.ParseThreshold("2000")
+		dec := referrals.New(e.ledger, e.s.RF.(*rf.Client), referrals.Settings{Threshold: th, UnmatchedRetry: 72 * time.Hour}, e.clock.Now, nil)
+		e.s.Retrier = dec
+		for _, id := range []string{"in_erin", "in_ghost"} {
+			email := "erin@example.com"
+			if id == "in_ghost" {
+				email = "ghost@example.com"
+			}
+			inv := stripeevents.Invoice{ID: id, CustomerID: "cus_" + id, CustomerEmail: email, Currency: "usd", AmountPaid: 4900}
+			if res, err := dec.InvoicePaid(ctx, inv, e.clock.Now()); err != nil || res.Outcome != referrals.Unmatched {
+				t.Fatalf("%s: %+v %v", id, res, err)
+			}
+		}
+		sum, err := e.s.Run(ctx)
+		if err != nil || sum.UnmatchedWaiting != 2 {
+			t.Fatalf("nothing known yet: %+v %v", sum, err)
+		}
+		l := ledger.Lead{ID: 5, Code: "eRiNlEad", ReferrerID: 2, CampaignID: 1, Source: ledger.SourceRFWebhook}
+		l.SetEmail("erin@example.com")
+		if _, err := e.ledger.PutLead(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(2 * time.Hour)
+		sum, err = e.s.Run(ctx)
+		if err != nil || sum.UnmatchedMatched != 1 || sum.UnmatchedWaiting != 1 {
+			t.Fatalf("after the lead appeared: %+v %v", sum, err)
+		}
+		e.clock.Advance(4 * 24 * time.Hour)
+		sum, err = e.s.Run(ctx)
+		if err != nil || sum.UnmatchedExpired != 1 {
+			t.Fatalf("after the window: %+v %v", sum, err)
+		}
+		if u, _ := e.ledger.UnmatchedInvoice(ctx, "in_ghost"); u.Status != ledger.UnmatchedExpired || u.ResolutionReason == "" {
+			t.Fatalf("ghost invoice %+v", u)
 		}
 	})
 }
