@@ -30,7 +30,6 @@ const (
 	attrExpiration = "expiration"
 	attrInProgress = "in_progress_expiration"
 	attrData       = "data"
-	attrValidation = "validation"
 	attrOwner      = "owner"
 )
 

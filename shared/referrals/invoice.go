@@ -43,7 +43,7 @@ func (s *Service) InvoicePaid(ctx context.Context, inv stripeevents.Invoice, pai
 func (s *Service) RetryUnmatched(ctx context.Context, u ledger.Unmatched) (Result, error) {
 	var lead ledger.Lead
 	var rule string
-	var err error = ledger.ErrNotFound
+	err := error(ledger.ErrNotFound)
 	if u.CustomerID != "" {
 		lead, err = s.ledger.LeadByCustomer(ctx, u.CustomerID)
 		rule = RuleCustomerMap
