@@ -278,7 +278,7 @@ func TestEmptyKey(t *testing.T) {
 func TestResultFinishedAtTheDeadlineIsSaved(t *testing.T) {
 	stores(t, func(t *testing.T, e *env) {
 		r := e.runner(Config{})
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		var n atomic.Int32
 		res, err := r.Do(ctx, "evt_slow", nil, func(wctx context.Context) ([]byte, error) {

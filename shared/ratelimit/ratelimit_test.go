@@ -106,15 +106,21 @@ func TestDeadlineAndPenalty(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	// A slow bucket: after its burst the next token is a minute away. A context ending in 5 s
+	// (ample for the DynamoDB call even on a loaded machine) gets ErrDeadline at once: had the
+	// bucket slept, the sleep would have ended with context.DeadlineExceeded instead.
+	slow, err := New(db, table, "rf-slow", Limit{Events: 3, Per: time.Minute, Burst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 { // the burst
-		if err := bk.Wait(ctx); err != nil {
+		if err := slow.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The next token is about 125 ms away: a context ending sooner gets ErrDeadline at once.
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := bk.Wait(short); !errors.Is(err, ErrDeadline) {
+	if err := slow.Wait(short); !errors.Is(err, ErrDeadline) {
 		t.Fatalf("err = %v, want ErrDeadline (answered at once, not after sleeping)", err)
 	}
 

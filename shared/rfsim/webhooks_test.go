@@ -288,7 +288,7 @@ func TestWebhookConfigValidation(t *testing.T) {
 // dropped, and an attempt on the wire is aborted. The old receivers get nothing more, nothing
 // is logged, and WaitIdle does not wait for the old generation's retries.
 func TestResetStopsDeliveries(t *testing.T) {
-	const backoff = 300 * time.Millisecond
+	const backoff = 2 * time.Second
 	t.Run("retry waiting in backoff", func(t *testing.T) {
 		s := demo(t, rfsim.WithWebhookBackoff(backoff))
 		rc := newReceiver(t, 500, 500, 500)
@@ -297,8 +297,8 @@ func TestResetStopsDeliveries(t *testing.T) {
 		waitFor(t, "the first attempt", func() bool { return len(s.Server.Deliveries()) == 1 })
 
 		s.Reset(t)
-		idleWithin(t, s, 250*time.Millisecond)
-		time.Sleep(backoff + 150*time.Millisecond) // past the first retry's due time
+		idleWithin(t, s, time.Second)
+		time.Sleep(backoff + 300*time.Millisecond) // past the first retry's due time
 		if n := len(rc.requests()); n != 1 {
 			t.Fatalf("the receiver got %d requests, want only the one before the reset", n)
 		}
@@ -317,8 +317,8 @@ func TestResetStopsDeliveries(t *testing.T) {
 		waitFor(t, "the attempt to arrive", func() bool { return rc.count() == 1 })
 
 		s.Reset(t)
-		idleWithin(t, s, 250*time.Millisecond) // not the 10 s attempt timeout
-		time.Sleep(backoff + 150*time.Millisecond)
+		idleWithin(t, s, time.Second) // not the 10 s attempt timeout
+		time.Sleep(backoff + 300*time.Millisecond)
 		if n := rc.count(); n != 1 {
 			t.Fatalf("the receiver got %d requests, want 1", n)
 		}
@@ -331,7 +331,7 @@ func TestResetStopsDeliveries(t *testing.T) {
 // A Seed replaces the webhooks and the users they describe, so it stops deliveries in flight
 // as Reset does; unlike Reset it keeps the delivery log.
 func TestSeedStopsDeliveries(t *testing.T) {
-	const backoff = 300 * time.Millisecond
+	const backoff = 2 * time.Second
 	s := demo(t, rfsim.WithWebhookBackoff(backoff))
 	rc := newReceiver(t, 500, 500, 500)
 	addWebhook(t, s, rfsim.Webhook{Event: "lead_created", URL: rc.URL})
@@ -339,8 +339,8 @@ func TestSeedStopsDeliveries(t *testing.T) {
 	waitFor(t, "the first attempt", func() bool { return len(s.Server.Deliveries()) == 1 })
 
 	s.SeedDemo(t)
-	idleWithin(t, s, 250*time.Millisecond)
-	time.Sleep(backoff + 150*time.Millisecond)
+	idleWithin(t, s, time.Second)
+	time.Sleep(backoff + 300*time.Millisecond)
 	if n := len(rc.requests()); n != 1 {
 		t.Fatalf("the receiver got %d requests after the seed, want only the one before", n)
 	}

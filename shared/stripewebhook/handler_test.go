@@ -74,7 +74,7 @@ func bothWith(t *testing.T, live bool, mod func(*referrals.Settings), test func(
 			}
 			sim := rfsimtest.New(t)
 			sim.SeedDemo(t)
-			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil), rf.WithAttemptTimeout(300*time.Millisecond),
+			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil), rf.WithAttemptTimeout(time.Second),
 				rf.WithRetryPolicy(rf.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, MaxRetryAfter: time.Second}))
 			if err != nil {
 				t.Fatal(err)
@@ -314,7 +314,7 @@ func TestRFFailureAnswers503AndTheRetrySucceeds(t *testing.T) {
 		{Match: "PUT /api/v2/users/qualification", Status: 500, Count: 4},
 		{Match: "PUT /api/v2/users/qualification", Status: 429, Count: 4},
 		{Match: "POST /api/v2/users/search", Reset: true, Count: 4},
-		{Match: "PUT /api/v2/users/qualification", Latency: time.Second, Count: 2}, // the client times out
+		{Match: "PUT /api/v2/users/qualification", Latency: 4 * time.Second, Count: 2}, // the client times out
 	} {
 		t.Run(fmt.Sprintf("%s status %d reset %v latency %s", fault.Match, fault.Status, fault.Reset, fault.Latency), func(t *testing.T) {
 			both(t, false, func(t *testing.T, e env) {
