@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,12 +115,75 @@ func TestUpdateRetriesTransactionConflictException(t *testing.T) {
 		}}, nil
 	}}
 	d := NewDynamo(db, "t")
-	r, err := d.MarkRewardSettled(context.Background(), 7, RewardIssued, time.Time{}, SettledBySweep)
+	r, err := d.MarkRewardSettled(context.Background(), Settlement{ID: 7, State: RewardIssued, By: SettledBySweep})
 	if err != nil || r.State != RewardIssued {
 		t.Fatalf("MarkRewardSettled = %+v, %v", r, err)
 	}
 	if calls.Load() != 2 {
 		t.Errorf("%d UpdateItem calls, want 2", calls.Load())
+	}
+}
+
+// An issued reward of a known recipient is settled and counted in one TransactWriteItems (with
+// a request token), then read back; a canceled one is the single UpdateItem of old.
+func TestSettleIssuedIsOneTransaction(t *testing.T) {
+	var txs []*dynamodb.TransactWriteItemsInput
+	var updates atomic.Int32
+	db := &fakeDB{
+		transact: func(in *dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
+			txs = append(txs, in)
+			return &dynamodb.TransactWriteItemsOutput{}, nil
+		},
+		get: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
+			return &dynamodb.GetItemOutput{Item: map[string]types.AttributeValue{
+				"due_reward_id": &types.AttributeValueMemberN{Value: "7"},
+				"recipient_id":  &types.AttributeValueMemberN{Value: "100"},
+				"state":         &types.AttributeValueMemberS{Value: "issued"},
+				"first_seen_at": &types.AttributeValueMemberS{Value: "2026-11-30T23:59:59.900000000Z"},
+			}}, nil
+		},
+		update: func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
+			updates.Add(1)
+			return &dynamodb.UpdateItemOutput{Attributes: map[string]types.AttributeValue{
+				"due_reward_id": &types.AttributeValueMemberN{Value: "8"},
+				"state":         &types.AttributeValueMemberS{Value: "canceled"},
+			}}, nil
+		},
+	}
+	d := NewDynamo(db, "t")
+	ctx := context.Background()
+	at := time.Date(2026, 11, 30, 23, 59, 59, 900000000, time.UTC)
+	r, err := d.MarkRewardSettled(ctx, Settlement{ID: 7, RecipientID: 100, State: RewardIssued, At: at, By: SettledBySweep})
+	if err != nil || r.State != RewardIssued || r.RecipientID != 100 {
+		t.Fatalf("MarkRewardSettled = %+v, %v", r, err)
+	}
+	if len(txs) != 1 || updates.Load() != 0 {
+		t.Fatalf("%d TransactWriteItems and %d UpdateItem, want 1 and 0", len(txs), updates.Load())
+	}
+	if aws.ToString(txs[0].ClientRequestToken) == "" {
+		t.Error("no ClientRequestToken")
+	}
+	items := txs[0].TransactItems
+	if len(items) != 2 || items[0].Update == nil || items[1].Update == nil {
+		t.Fatalf("transaction items %+v, want two updates", items)
+	}
+	key := func(u *types.Update) string {
+		id, _ := u.Key[attrID].(*types.AttributeValueMemberS)
+		sk, _ := u.Key[attrSK].(*types.AttributeValueMemberS)
+		return id.Value + "/" + sk.Value
+	}
+	if got := key(items[0].Update); got != "due#7/due" || aws.ToString(items[0].Update.ConditionExpression) == "" {
+		t.Errorf("first item: %s, condition %q", got, aws.ToString(items[0].Update.ConditionExpression))
+	}
+	if got := key(items[1].Update); got != "recipient#100/issued#2026-11" || !strings.Contains(aws.ToString(items[1].Update.UpdateExpression), "ADD") {
+		t.Errorf("second item: %s, update %q", got, aws.ToString(items[1].Update.UpdateExpression))
+	}
+
+	if _, err := d.MarkRewardSettled(ctx, Settlement{ID: 8, RecipientID: 100, State: RewardCanceled, By: SettledBySweep}); err != nil {
+		t.Fatal(err)
+	}
+	if len(txs) != 1 || updates.Load() != 1 {
+		t.Errorf("canceled: %d TransactWriteItems and %d UpdateItem, want none more and 1", len(txs)-1, updates.Load())
 	}
 }
 

@@ -225,6 +225,20 @@ func (it dueItem) dueReward() (DueReward, error) {
 	}, nil
 }
 
+// issuedCountItem counts the rewards recorded as issued to a recipient in a calendar month
+// (UTC). MarkRewardSettled ADDs to it in the transaction that settles the reward; nothing but
+// IssuedInMonth reads it.
+type issuedCountItem struct {
+	ID          string `dynamodbav:"id"`
+	SK          string `dynamodbav:"sk"`
+	Type        string `dynamodbav:"type"`
+	RecipientID int64  `dynamodbav:"recipient_id"`
+	Month       string `dynamodbav:"month"` // "2026-11"
+	Issued      int    `dynamodbav:"issued"`
+	UpdatedAt   string `dynamodbav:"updated_at"`
+	Expiration  int64  `dynamodbav:"expiration"` // epoch seconds: the table's TTL
+}
+
 type intentItem struct {
 	ID          string `dynamodbav:"id"`
 	SK          string `dynamodbav:"sk"`

@@ -24,6 +24,7 @@ import (
 //	invoice counted        invoice#<invoiceID>         counted
 //	qualification          qual#<leadID>               q#<seq, 10 digits>
 //	qualification index    recipient#<userID>          q#<at>#<leadID, 19 digits>#<seq> (copy)
+//	issued count           recipient#<userID>          issued#<YYYY-MM>  TTL: expiration
 //	due reward             due#<dueRewardID>           due
 //	intent                 intent#<kind>#<target>      intent        gsi1: intent#pending#<kind>
 //	unmatched invoice      unmatched#<invoiceID>       unmatched     gsi1: unmatched
@@ -42,6 +43,10 @@ const (
 	qualSKPrefix = "q#"
 	decSKPrefix  = "d#"
 	gsiUnmatched = "unmatched"
+
+	// issuedSKPrefix: the issued counts share the recipient partition with the qualification
+	// index, which is read with begins_with "q#" and so never sees them.
+	issuedSKPrefix = "issued#"
 )
 
 // Item types, stored in `type` so that an operator reading the table can tell them apart.
@@ -58,6 +63,7 @@ const (
 	typeQualification = "qualification"
 	typeQualIndex     = "qualification_index"
 	typeDueReward     = "due_reward"
+	typeIssuedCount   = "issued_count"
 	typeIntent        = "intent"
 	typeUnmatched     = "unmatched"
 	typeCheckpoint    = "checkpoint"
@@ -129,6 +135,11 @@ func intentPendingSK(attemptedAt, target string) string { return attemptedAt + "
 // recipientKey orders a user's qualification index oldest first; the lead and seq break ties.
 func recipientKey(userID int64, q Qualification) key {
 	return key{recipientPK(userID), fmt.Sprintf("%s%s#%019d#%010d", qualSKPrefix, formatTS(q.At), q.LeadID, q.Seq)}
+}
+
+// issuedKey is a recipient's count of rewards issued in a month ("2026-11", issuedMonth).
+func issuedKey(userID int64, month string) key {
+	return key{recipientPK(userID), issuedSKPrefix + month}
 }
 
 // recipients are the users a qualification's reward may go to: the referrer and the lead.

@@ -25,10 +25,16 @@ type Memory struct {
 	spend       map[int64]Spend
 	quals       map[int64][]Qualification // lead → qualifications, Seq 1..n
 	due         map[int64]DueReward
+	issued      map[issuedID]int // rewards recorded as issued, per recipient and UTC month
 	intents     map[intentID]Intent
 	unmatched   map[string]Unmatched
 	checkpoints map[string][]byte
 	decisions   map[string][]Decision
+}
+
+type issuedID struct {
+	recipient int64
+	month     string // issuedMonth
 }
 
 type intentID struct {
@@ -44,7 +50,7 @@ func NewMemory(opts ...Option) *Memory {
 		mappings: map[string]Mapping{}, charges: map[string]ChargeMapping{}, refunds: map[string]ChargeRefund{},
 		entries: map[string]SpendEntry{}, invoices: map[string]string{},
 		spend: map[int64]Spend{}, quals: map[int64][]Qualification{}, due: map[int64]DueReward{},
-		intents: map[intentID]Intent{}, unmatched: map[string]Unmatched{},
+		issued: map[issuedID]int{}, intents: map[intentID]Intent{}, unmatched: map[string]Unmatched{},
 		checkpoints: map[string][]byte{}, decisions: map[string][]Decision{},
 	}
 }

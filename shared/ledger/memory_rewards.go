@@ -49,28 +49,52 @@ func (m *Memory) DueRewardRecord(ctx context.Context, id int64) (DueReward, erro
 	return r, nil
 }
 
-// MarkRewardSettled implements Store.
-func (m *Memory) MarkRewardSettled(ctx context.Context, id int64, state RewardState, at time.Time, by string) (DueReward, error) {
-	if err := validSettlement(id, state); err != nil {
+// MarkRewardSettled implements Store: the settlement and its count under one lock, as the
+// Dynamo store writes them in one transaction.
+func (m *Memory) MarkRewardSettled(ctx context.Context, s Settlement) (DueReward, error) {
+	if err := s.validate(); err != nil {
 		return DueReward{}, err
 	}
 	if err := m.lock(ctx); err != nil {
 		return DueReward{}, err
 	}
 	defer m.mu.Unlock()
-	if at.IsZero() {
-		at = m.cfg.clock()
+	if s.At.IsZero() {
+		s.At = m.cfg.clock()
 	}
-	at = utc(at)
-	r, ok := m.due[id]
+	s.At = utc(s.At)
+	r, ok := m.due[s.ID]
 	if ok && r.State != RewardSeen {
-		return r, fmt.Errorf("ledger: settle due reward %d as %s: %s by %s at %s: %w",
-			id, state, r.State, r.SettledBy, formatTS(r.SettledAt), ErrAlreadySettled)
+		return r, s.alreadySettled(r)
 	}
 	if !ok {
-		r = DueReward{ID: id, FirstSeenAt: at}
+		r = DueReward{ID: s.ID, FirstSeenAt: s.At}
 	}
-	r.State, r.SettledAt, r.SettledBy = state, at, by
-	m.due[id] = r
+	if r.RecipientID == 0 {
+		r.RecipientID = s.RecipientID
+	}
+	r.State, r.SettledAt, r.SettledBy = s.State, s.At, s.By
+	m.due[s.ID] = r
+	if s.counted() {
+		m.issued[issuedID{s.RecipientID, issuedMonth(s.At)}]++
+	}
 	return r, nil
+}
+
+// IssuedInMonth implements Store; a count past its expiration reads 0, as in the Dynamo store.
+func (m *Memory) IssuedInMonth(ctx context.Context, recipientID int64, month time.Time) (int, error) {
+	if recipientID <= 0 {
+		return 0, fmt.Errorf("ledger: rewards issued: %w: recipient %d", ErrInvalid, recipientID)
+	}
+	if err := m.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer m.mu.Unlock()
+	if month.IsZero() {
+		month = m.cfg.clock()
+	}
+	if issuedExpiration(month) <= m.cfg.clock().Unix() {
+		return 0, nil
+	}
+	return m.issued[issuedID{recipientID, issuedMonth(month)}], nil
 }

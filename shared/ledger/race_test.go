@@ -87,7 +87,8 @@ func testRaceSettle(t *testing.T, newStore newStoreFunc) {
 		if i%2 == 1 {
 			by = ledger.SettledByRFWebhook
 		}
-		_, err := s.MarkRewardSettled(ctx, 900, ledger.RewardIssued, at(10, 1), by)
+		// No recipient: the single conditional write (the counted settlement is raced below).
+		_, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 900, State: ledger.RewardIssued, At: at(10, 1), By: by})
 		return err
 	})
 	ok, lost := tally(t, errs, ledger.ErrAlreadySettled)
@@ -98,6 +99,47 @@ func testRaceSettle(t *testing.T, newStore newStoreFunc) {
 	must(t, err)
 	if r.State != ledger.RewardIssued {
 		t.Errorf("record = %+v", r)
+	}
+}
+
+// Issued rewards of one recipient settled concurrently all count: 50 distinct rewards count 50.
+// Settled concurrently many times, one reward counts once: one settlement wins, the others are
+// refused and count nothing.
+func testRaceIssuedCount(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const n = 50
+	errs := race(n, func(i int) error {
+		_, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: int64(1000 + i), RecipientID: 100,
+			State: ledger.RewardIssued, At: at(10, 1), By: ledger.SettledBySweep})
+		return err
+	})
+	tally(t, errs, nil)
+	n100, err := s.IssuedInMonth(ctx, 100, at(10, 1))
+	must(t, err)
+	if n100 != n {
+		t.Errorf("%d distinct rewards issued concurrently, %d counted", n, n100)
+	}
+
+	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: 2000, RewardID: 1, RecipientID: 200, Metric: "amount"})
+	must(t, err)
+	errs = race(n, func(i int) error {
+		by := ledger.SettledBySweep
+		if i%2 == 1 {
+			by = ledger.SettledByRFWebhook
+		}
+		_, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 2000, RecipientID: 200,
+			State: ledger.RewardIssued, At: at(10, 1), By: by})
+		return err
+	})
+	ok, refused := tally(t, errs, ledger.ErrAlreadySettled)
+	if ok != 1 || refused != n-1 {
+		t.Errorf("%d settled, %d got ErrAlreadySettled; want 1 and %d", ok, refused, n-1)
+	}
+	n200, err := s.IssuedInMonth(ctx, 200, at(10, 1))
+	must(t, err)
+	if n200 != 1 {
+		t.Errorf("one reward settled by %d callers counted %d times", n, n200)
 	}
 }
 

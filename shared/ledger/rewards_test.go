@@ -31,7 +31,8 @@ func testDueRewards(t *testing.T, newStore newStoreFunc) {
 	}
 	sameTime(t, "FirstSeenAt after second sighting", again.FirstSeenAt, seen.FirstSeenAt)
 
-	issued, err := s.MarkRewardSettled(ctx, 1, ledger.RewardIssued, at(10, 1), ledger.SettledBySweep)
+	issued, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 1, RecipientID: 100, State: ledger.RewardIssued,
+		At: at(10, 1), By: ledger.SettledBySweep})
 	must(t, err)
 	if issued.State != ledger.RewardIssued || issued.SettledBy != ledger.SettledBySweep || issued.RewardID != 7 {
 		t.Errorf("issued = %+v", issued)
@@ -40,7 +41,8 @@ func testDueRewards(t *testing.T, newStore newStoreFunc) {
 	sameTime(t, "FirstSeenAt after settling", issued.FirstSeenAt, seen.FirstSeenAt)
 
 	for _, state := range []ledger.RewardState{ledger.RewardIssued, ledger.RewardCanceled} {
-		cur, err := s.MarkRewardSettled(ctx, 1, state, at(11, 1), ledger.SettledByRFWebhook)
+		cur, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 1, RecipientID: 100, State: state,
+			At: at(11, 1), By: ledger.SettledByRFWebhook})
 		wantErr(t, err, ledger.ErrAlreadySettled)
 		if cur.State != ledger.RewardIssued || cur.SettledBy != ledger.SettledBySweep {
 			t.Errorf("ErrAlreadySettled returned %+v, want the recorded settlement", cur)
@@ -48,7 +50,8 @@ func testDueRewards(t *testing.T, newStore newStoreFunc) {
 	}
 
 	// Issued by hand in RF's dashboard, reported by the webhook before the sweep saw it.
-	byHand, err := s.MarkRewardSettled(ctx, 2, ledger.RewardIssued, at(12, 1), ledger.SettledByRFWebhook)
+	byHand, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 2, State: ledger.RewardIssued,
+		At: at(12, 1), By: ledger.SettledByRFWebhook})
 	must(t, err)
 	sameTime(t, "FirstSeenAt of a reward first heard of when settled", byHand.FirstSeenAt, at(12, 1))
 	later, err := s.SeeDueReward(ctx, ledger.DueReward{ID: 2, RewardID: 9, RecipientID: 200, Metric: "custom"})
@@ -58,27 +61,194 @@ func testDueRewards(t *testing.T, newStore newStoreFunc) {
 	}
 	sameTime(t, "FirstSeenAt kept", later.FirstSeenAt, at(12, 1))
 
-	canceled, err := s.MarkRewardSettled(ctx, 3, ledger.RewardCanceled, time.Time{}, ledger.SettledBySweep)
+	canceled, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 3, State: ledger.RewardCanceled, By: ledger.SettledBySweep})
 	must(t, err)
 	sameTime(t, "SettledAt default", canceled.SettledAt, clk.Now())
-	_, err = s.MarkRewardSettled(ctx, 3, ledger.RewardIssued, time.Time{}, ledger.SettledBySweep)
+	_, err = s.MarkRewardSettled(ctx, ledger.Settlement{ID: 3, State: ledger.RewardIssued, By: ledger.SettledBySweep})
 	wantErr(t, err, ledger.ErrAlreadySettled)
 
 	for name, call := range map[string]func() error{
 		"settle as seen": func() error {
-			_, err := s.MarkRewardSettled(ctx, 4, ledger.RewardSeen, time.Time{}, "sweep")
+			_, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 4, State: ledger.RewardSeen, By: "sweep"})
 			return err
 		},
 		"settle id 0": func() error {
-			_, err := s.MarkRewardSettled(ctx, 0, ledger.RewardIssued, time.Time{}, "sweep")
+			_, err := s.MarkRewardSettled(ctx, ledger.Settlement{State: ledger.RewardIssued, By: "sweep"})
 			return err
 		},
-		"see id 0": func() error { _, err := s.SeeDueReward(ctx, ledger.DueReward{}); return err },
+		"settle to recipient -1": func() error {
+			_, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 4, RecipientID: -1, State: ledger.RewardIssued, By: "sweep"})
+			return err
+		},
+		"issued to recipient 0": func() error { _, err := s.IssuedInMonth(ctx, 0, at(10, 1)); return err },
+		"see id 0":              func() error { _, err := s.SeeDueReward(ctx, ledger.DueReward{}); return err },
 	} {
 		if err := call(); !errors.Is(err, ledger.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
+}
+
+// issuedCounter reads IssuedInMonth and compares it with what a test expects.
+func issuedCounter(t *testing.T, s ledger.Store) func(recipient int64, month time.Time, want int) {
+	return func(recipient int64, month time.Time, want int) {
+		t.Helper()
+		n, err := s.IssuedInMonth(ctxT(t), recipient, month)
+		must(t, err)
+		if n != want {
+			t.Errorf("IssuedInMonth(%d, %s) = %d, want %d", recipient, month.UTC().Format("2006-01"), n, want)
+		}
+	}
+}
+
+// settle settles a due reward as the sweep would.
+func settle(t *testing.T, s ledger.Store, id, recipient int64, state ledger.RewardState, when time.Time) (ledger.DueReward, error) {
+	return s.MarkRewardSettled(ctxT(t), ledger.Settlement{ID: id, RecipientID: recipient, State: state, At: when, By: ledger.SettledBySweep})
+}
+
+// Issued rewards count in their recipient's month of the settlement: once per reward, never when
+// the settlement is refused, canceled or names no recipient.
+func testIssuedInMonth(t *testing.T, newStore newStoreFunc) {
+	s, clk := newStore(t)
+	ctx := ctxT(t)
+	count := issuedCounter(t, s)
+	feb, mar := at(10, 1), clk.Now() // February and March 2026
+	count(100, feb, 0)
+
+	for _, r := range []struct {
+		id, recipient int64
+		at            time.Time
+	}{{1, 100, at(1, 0)}, {2, 100, at(27, 23)}, {3, 200, at(10, 1)}, {4, 100, mar}} {
+		_, err := settle(t, s, r.id, r.recipient, ledger.RewardIssued, r.at)
+		must(t, err)
+	}
+	count(100, feb, 2)
+	count(100, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), 2) // any instant of the month
+	count(100, time.Date(2026, 2, 28, 23, 59, 59, 999999999, time.UTC), 2)
+	count(200, feb, 1)
+	count(100, mar, 1)
+	count(200, mar, 0)
+	count(300, feb, 0)
+	count(100, time.Time{}, 1) // zero: now, March
+	// Months are UTC months: 00:30 on March 1 in UTC+1 is still February.
+	count(100, time.Date(2026, 3, 1, 0, 30, 0, 0, time.FixedZone("UTC+1", 3600)), 2)
+
+	// A second settlement of a reward is refused, issued or canceled, and counts nothing.
+	for _, state := range []ledger.RewardState{ledger.RewardIssued, ledger.RewardCanceled} {
+		_, err := s.MarkRewardSettled(ctx, ledger.Settlement{ID: 1, RecipientID: 100, State: state,
+			At: at(12, 1), By: ledger.SettledByRFWebhook})
+		wantErr(t, err, ledger.ErrAlreadySettled)
+	}
+	// A canceled reward does not count.
+	_, err := settle(t, s, 5, 100, ledger.RewardCanceled, at(12, 1))
+	must(t, err)
+	// Nor does an issued one whose recipient the settlement does not name, even when the record
+	// knows it: the store counts the settlement's recipient and does not read the record first.
+	_, err = settle(t, s, 6, 0, ledger.RewardIssued, at(12, 1))
+	must(t, err)
+	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: 7, RewardID: 1, RecipientID: 100, Metric: "amount"})
+	must(t, err)
+	r, err := settle(t, s, 7, 0, ledger.RewardIssued, at(12, 1))
+	must(t, err)
+	if r.State != ledger.RewardIssued || r.RecipientID != 100 {
+		t.Errorf("settled without a recipient = %+v", r)
+	}
+	count(100, feb, 2)
+	count(200, feb, 1)
+
+	// The counts share the recipient's partition with the qualification index, unseen by it.
+	_, err = s.Qualify(ctx, qual(9, 100, at(3, 1)))
+	must(t, err)
+	qs, err := s.QualificationsFor(ctx, 100)
+	must(t, err)
+	if len(qs) != 1 || qs[0].LeadID != 9 {
+		t.Errorf("QualificationsFor(100) = %+v", qs)
+	}
+}
+
+// A reward settled at the last instant of a month counts in that month, one settled at the first
+// instant of the next in the next.
+func testIssuedMonthBoundary(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	count := issuedCounter(t, s)
+	last := time.Date(2026, 11, 30, 23, 59, 59, 900000000, time.UTC)
+	first := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	newYear := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	for id, when := range map[int64]time.Time{1: last, 2: first, 3: first, 4: newYear} {
+		r, err := settle(t, s, id, 100, ledger.RewardIssued, when)
+		must(t, err)
+		sameTime(t, fmt.Sprint("SettledAt of ", id), r.SettledAt, when)
+	}
+	count(100, last, 1)
+	count(100, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 1)
+	count(100, first, 2)
+	count(100, time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC), 2)
+	count(100, newYear, 1)
+	count(100, time.Date(2026, 10, 31, 23, 59, 59, 0, time.UTC), 0)
+	count(100, time.Date(2027, 2, 1, 0, 0, 0, 0, time.UTC), 0)
+}
+
+// The settlement fills the record's recipient when it has none (a reward never seen), and never
+// changes a known one.
+func testSettlementRecordsRecipient(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	check := func(id, want int64) {
+		t.Helper()
+		r, err := s.DueRewardRecord(ctx, id)
+		must(t, err)
+		if r.RecipientID != want {
+			t.Errorf("due reward %d: recipient %d, want %d", id, r.RecipientID, want)
+		}
+	}
+	r, err := settle(t, s, 1, 100, ledger.RewardIssued, at(10, 1))
+	must(t, err)
+	if r.RecipientID != 100 || r.State != ledger.RewardIssued {
+		t.Errorf("never seen, issued = %+v", r)
+	}
+	check(1, 100)
+	sameTime(t, "FirstSeenAt of a reward first heard of when settled", r.FirstSeenAt, at(10, 1))
+	r, err = settle(t, s, 2, 200, ledger.RewardCanceled, at(10, 1))
+	must(t, err)
+	if r.RecipientID != 200 || r.State != ledger.RewardCanceled {
+		t.Errorf("never seen, canceled = %+v", r)
+	}
+	check(2, 200)
+
+	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: 3, RewardID: 1, RecipientID: 300, Metric: "amount"})
+	must(t, err)
+	r, err = settle(t, s, 3, 301, ledger.RewardIssued, at(10, 1))
+	must(t, err)
+	if r.RecipientID != 300 || r.RewardID != 1 || r.Metric != "amount" {
+		t.Errorf("settling changed what was known: %+v", r)
+	}
+	check(3, 300)
+
+	// A refused settlement writes nothing, the recipient included.
+	_, err = settle(t, s, 4, 0, ledger.RewardIssued, at(10, 1))
+	must(t, err)
+	_, err = settle(t, s, 4, 400, ledger.RewardIssued, at(11, 1))
+	wantErr(t, err, ledger.ErrAlreadySettled)
+	check(4, 0)
+	count := issuedCounter(t, s)
+	count(400, at(11, 1), 0)
+}
+
+// A month's count is kept 400 days past the month's end, then reads 0 (TTL deletes it lazily,
+// so readers do not rely on it).
+func testIssuedCountExpires(t *testing.T, newStore newStoreFunc) {
+	s, clk := newStore(t)
+	count := issuedCounter(t, s)
+	_, err := settle(t, s, 1, 100, ledger.RewardIssued, at(10, 1)) // February 2026, which ends on March 1
+	must(t, err)
+	clk.Advance(399 * 24 * time.Hour)
+	count(100, at(10, 1), 1)
+	clk.Advance(2 * 24 * time.Hour) // March 1 + 401 days
+	count(100, at(10, 1), 0)
+	// A later month is still counted.
+	_, err = settle(t, s, 2, 100, ledger.RewardIssued, time.Time{})
+	must(t, err)
+	count(100, clk.Now(), 1)
 }
 
 func testIntentLifecycle(t *testing.T, newStore newStoreFunc) {

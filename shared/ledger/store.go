@@ -74,8 +74,17 @@ type Store interface {
 	SeeDueReward(ctx context.Context, r DueReward) (DueReward, error)
 	DueRewardRecord(ctx context.Context, id int64) (DueReward, error)
 	// MarkRewardSettled records a due reward issued or canceled, once: a settled reward →
-	// ErrAlreadySettled with it. A reward never seen (issued by hand in RF) is recorded too.
-	MarkRewardSettled(ctx context.Context, id int64, state RewardState, at time.Time, by string) (DueReward, error)
+	// ErrAlreadySettled with it. A reward never seen (issued by hand in RF) is recorded too. A
+	// record without a recipient gets the settlement's; a known one is never changed.
+	//
+	// An issued reward with a known recipient (Settlement.RecipientID) also counts one in that
+	// recipient's month of At, atomically with the settlement: a settlement refused with
+	// ErrAlreadySettled never counts, nor does a canceled one or one without a recipient.
+	MarkRewardSettled(ctx context.Context, s Settlement) (DueReward, error)
+	// IssuedInMonth is how many rewards MarkRewardSettled recorded as issued to the recipient in
+	// the calendar month (UTC) that contains month (zero: now); 0 when none. Counts are kept
+	// 400 days past their month's end, then read 0.
+	IssuedInMonth(ctx context.Context, recipientID int64, month time.Time) (int, error)
 
 	// BeginIntent starts an attempt of an effect: absent or failed → pending (attempt 1, or one
 	// more than the failed one) and nil. Otherwise nothing is written and the stored intent comes

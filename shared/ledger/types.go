@@ -275,6 +275,53 @@ type DueReward struct {
 	Matched QualificationRef // zero: not matched
 }
 
+// Settlement records a due reward issued or canceled.
+type Settlement struct {
+	ID          int64       // RF's due-reward id
+	RecipientID int64       // who received it; an issued reward counts in this recipient's month (0: unknown, not counted)
+	State       RewardState // RewardIssued or RewardCanceled
+	At          time.Time   // zero means now
+	By          string      // SettledBySweep or SettledByRFWebhook
+}
+
+func (s Settlement) validate() error {
+	if s.ID <= 0 || s.RecipientID < 0 || (s.State != RewardIssued && s.State != RewardCanceled) {
+		return fmt.Errorf("ledger: settle due reward %d (recipient %d) as %q: %w", s.ID, s.RecipientID, s.State, ErrInvalid)
+	}
+	return nil
+}
+
+// counted reports whether the settlement counts in its recipient's month: only an issued reward
+// of a known recipient does (IssuedInMonth).
+func (s Settlement) counted() bool { return s.State == RewardIssued && s.RecipientID > 0 }
+
+// alreadySettled is the error for a settlement of a reward recorded as settled, r.
+func (s Settlement) alreadySettled(r DueReward) error {
+	return fmt.Errorf("ledger: settle due reward %d as %s: %s by %s at %s: %w",
+		s.ID, s.State, r.State, r.SettledBy, formatTS(r.SettledAt), ErrAlreadySettled)
+}
+
+// issuedCountRetention is how long after the end of its month a recipient's count of issued
+// rewards is kept (IssuedInMonth then reads 0): far longer than any cap looks back, which is the
+// current month only.
+const issuedCountRetention = 400 * 24 * time.Hour
+
+// monthStart is the first instant of t's calendar month, in UTC: the months IssuedInMonth
+// counts are UTC months whatever zone t is in.
+func monthStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+// issuedMonth names t's UTC month, "2026-11", in the counter's sort key and month attribute.
+func issuedMonth(t time.Time) string { return monthStart(t).Format("2006-01") }
+
+// issuedExpiration is when the count of t's month expires, in epoch seconds (the TTL
+// attribute): issuedCountRetention after the month ends.
+func issuedExpiration(t time.Time) int64 {
+	return monthStart(t).AddDate(0, 1, 0).Add(issuedCountRetention).Unix()
+}
+
 // IntentKind is the kind of remote effect an intent guards.
 type IntentKind string
 

@@ -32,7 +32,7 @@ type RF interface {
 type Ledger interface {
 	PutLead(ctx context.Context, l ledger.Lead) (ledger.Lead, error)
 	Qualify(ctx context.Context, q ledger.Qualification) (ledger.Qualification, error)
-	MarkRewardSettled(ctx context.Context, id int64, state ledger.RewardState, at time.Time, by string) (ledger.DueReward, error)
+	MarkRewardSettled(ctx context.Context, s ledger.Settlement) (ledger.DueReward, error)
 	MapCustomer(ctx context.Context, customerID string, leadID int64, rule string) (ledger.Mapping, error)
 	UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]ledger.Unmatched, error)
 }
@@ -276,7 +276,8 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 		if r.Status == rf.StatusCanceled {
 			state = ledger.RewardCanceled
 		}
-		_, err = h.Ledger.MarkRewardSettled(ctx, r.ID, state, h.now(), ledger.SettledByRFWebhook)
+		_, err = h.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: r.ID, RecipientID: r.RecipientID,
+			State: state, At: h.now(), By: ledger.SettledByRFWebhook})
 		if errors.Is(err, ledger.ErrAlreadySettled) {
 			return result{"processed", "reward already recorded"}, nil
 		}

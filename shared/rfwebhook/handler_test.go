@@ -135,8 +135,12 @@ func TestTheRFToRefbridgeLoop(t *testing.T) {
 		}
 		e.sim.WaitIdle(t)
 		r, err := e.ledger.DueRewardRecord(ctx, int64(dueID))
-		if err != nil || r.State != ledger.RewardIssued {
+		if err != nil || r.State != ledger.RewardIssued || r.RecipientID != int64(ref.ID) {
 			t.Fatalf("issued reward in the ledger: %+v %v", r, err)
+		}
+		// It counts in the referrer's month, once however often it was delivered.
+		if n, err := e.ledger.IssuedInMonth(ctx, int64(ref.ID), r.SettledAt); err != nil || n != 1 {
+			t.Fatalf("rewards issued to the referrer this month: %d %v, want 1", n, err)
 		}
 		// Concurrent duplicates may be told 503 ("in progress") and retried by RF; every copy of
 		// every delivery must end in a 200.

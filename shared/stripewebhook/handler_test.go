@@ -434,7 +434,7 @@ func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
 		if err := e.ledger.MatchDueReward(ctx, 77, q.Ref()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.ledger.MarkRewardSettled(ctx, 77, ledger.RewardIssued, time.Now(), ledger.SettledBySweep); err != nil {
+		if _, err := e.ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: 77, RecipientID: 2, State: ledger.RewardIssued, At: time.Now(), By: ledger.SettledBySweep}); err != nil {
 			t.Fatal(err)
 		}
 		mustCall(t, e, "charge.refunded.2024-06-20.json", "processed", "reversal_after_issue")

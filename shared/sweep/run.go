@@ -21,7 +21,7 @@ type Ledger interface {
 	SeeDueReward(ctx context.Context, r ledger.DueReward) (ledger.DueReward, error)
 	QualificationsFor(ctx context.Context, recipientID int64) ([]ledger.Qualification, error)
 	MatchDueReward(ctx context.Context, dueRewardID int64, q ledger.QualificationRef) error
-	MarkRewardSettled(ctx context.Context, id int64, state ledger.RewardState, at time.Time, by string) (ledger.DueReward, error)
+	MarkRewardSettled(ctx context.Context, s ledger.Settlement) (ledger.DueReward, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
 	TakeOverIntent(ctx context.Context, kind ledger.IntentKind, target string, seenAttempts int, staleBefore time.Time) (ledger.Intent, error)
@@ -171,7 +171,7 @@ func (s *Sweeper) reconcile(ctx context.Context, sum *Summary) error {
 				return err
 			}
 			if found {
-				if err := s.confirm(ctx, kind, id, r.Status); err != nil {
+				if err := s.confirm(ctx, kind, id, r.RecipientID, r.Status); err != nil {
 					return err
 				}
 				sum.Reconciled++
@@ -205,7 +205,7 @@ func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Sum
 	case Wait:
 		sum.Waiting[dec.Rule]++
 	case Issue, Cancel:
-		done, err := s.act(ctx, dec.Action, d.ID)
+		done, err := s.act(ctx, dec.Action, d.ID, rec.RecipientID)
 		switch {
 		case err != nil:
 			sum.Failed++
@@ -251,7 +251,8 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 }
 
 // act issues or cancels once: intent → call → confirm. It reports whether the effect is done.
-func (s *Sweeper) act(ctx context.Context, a Action, id int64) (bool, error) {
+// The recipient is counted in the month's issued rewards when the reward is recorded issued.
+func (s *Sweeper) act(ctx context.Context, a Action, id, recipientID int64) (bool, error) {
 	kind, state := ledger.IntentIssue, ledger.RewardIssued
 	call := s.RF.IssueReward
 	if a == Cancel {
@@ -265,7 +266,8 @@ func (s *Sweeper) act(ctx context.Context, a Action, id int64) (bool, error) {
 	in, err := s.Ledger.BeginIntent(ctx, ledger.Intent{Kind: kind, Target: target, Ref: "sweep"})
 	switch {
 	case errors.Is(err, ledger.ErrIntentDone):
-		_, err := s.Ledger.MarkRewardSettled(ctx, id, state, s.now(), ledger.SettledBySweep)
+		_, err := s.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: recipientID,
+			State: state, At: s.now(), By: ledger.SettledBySweep})
 		return false, ignoreSettled(err)
 	case errors.Is(err, ledger.ErrIntentPending):
 		// An earlier attempt may have reached RF: read RF before anything else.
@@ -274,7 +276,7 @@ func (s *Sweeper) act(ctx context.Context, a Action, id int64) (bool, error) {
 			return false, rerr
 		}
 		if found {
-			return false, s.confirm(ctx, kind, id, r.Status)
+			return false, s.confirm(ctx, kind, id, recipientID, r.Status)
 		}
 		// RF still lists it as due: take the attempt over if it is stale, else leave it.
 		if _, err := s.Ledger.TakeOverIntent(ctx, kind, target, in.Attempts, s.now().Add(-s.staleAfter())); err != nil {
@@ -291,11 +293,11 @@ func (s *Sweeper) act(ctx context.Context, a Action, id int64) (bool, error) {
 		}
 		return false, fmt.Errorf("%s reward %d: %w", a, id, err)
 	}
-	return true, s.confirm(ctx, kind, id, "")
+	return true, s.confirm(ctx, kind, id, recipientID, "")
 }
 
-// confirm records an effect RF applied.
-func (s *Sweeper) confirm(ctx context.Context, kind ledger.IntentKind, id int64, rfStatus string) error {
+// confirm records an effect RF applied, to the reward's recipient (0: unknown).
+func (s *Sweeper) confirm(ctx context.Context, kind ledger.IntentKind, id, recipientID int64, rfStatus string) error {
 	state := ledger.RewardIssued
 	if kind == ledger.IntentCancel || rfStatus == rf.StatusCanceled {
 		state = ledger.RewardCanceled
@@ -303,7 +305,8 @@ func (s *Sweeper) confirm(ctx context.Context, kind ledger.IntentKind, id int64,
 	if _, err := s.Ledger.FinishIntent(ctx, kind, ledger.DueRewardTarget(id), ledger.IntentDone, ""); err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return fmt.Errorf("confirm %s of reward %d: %w", kind, id, err)
 	}
-	_, err := s.Ledger.MarkRewardSettled(ctx, id, state, s.now(), ledger.SettledBySweep)
+	_, err := s.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: recipientID,
+		State: state, At: s.now(), By: ledger.SettledBySweep})
 	return ignoreSettled(err)
 }
 

@@ -104,6 +104,14 @@ func rfStatus(t *testing.T, e env, id int64) string {
 	return ""
 }
 
+// issuedToBob checks how many rewards the ledger counted as issued to Bob (user 2) in a month.
+func issuedToBob(t *testing.T, e env, month time.Time, want int) {
+	t.Helper()
+	if n, err := e.ledger.IssuedInMonth(context.Background(), 2, month); err != nil || n != want {
+		t.Fatalf("rewards issued to Bob in %s: %d %v, want %d", month.Format("2006-01"), n, err, want)
+	}
+}
+
 func TestHoldThenIssueOnce(t *testing.T) {
 	both(t, func(t *testing.T, e env) {
 		ctx := context.Background()
@@ -121,10 +129,12 @@ func TestHoldThenIssueOnce(t *testing.T) {
 		if err != nil || rec.State != ledger.RewardIssued {
 			t.Fatalf("ledger %+v %v", rec, err)
 		}
+		issuedToBob(t, e, rec.SettledAt, 1)
 		// Runs after that issue nothing new.
 		if sum, err := e.s.Run(ctx); err != nil || sum.Issued != 0 || issueCalls(e.sim, id) != 1 {
 			t.Fatalf("again: %+v %v, %d issue calls", sum, err, issueCalls(e.sim, id))
 		}
+		issuedToBob(t, e, rec.SettledAt, 1)
 	})
 }
 
@@ -147,13 +157,15 @@ func TestRecordedAsIssuedIsNeverIssuedAgain(t *testing.T) {
 		ctx := context.Background()
 		id := qualifyErin(t, e, 30)
 		// RF's reward-issued webhook said it was issued (by hand), though RF still lists it due.
-		if _, err := e.ledger.MarkRewardSettled(ctx, id, ledger.RewardIssued, e.clock.Now(), ledger.SettledByRFWebhook); err != nil {
+		if _, err := e.ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: 2, State: ledger.RewardIssued,
+			At: e.clock.Now(), By: ledger.SettledByRFWebhook}); err != nil {
 			t.Fatal(err)
 		}
 		sum, err := e.s.Run(ctx)
 		if err != nil || issueCalls(e.sim, id) != 0 {
 			t.Fatalf("%+v %v", sum, err)
 		}
+		issuedToBob(t, e, e.clock.Now(), 1)
 	})
 }
 
@@ -172,9 +184,11 @@ func TestCrashes(t *testing.T) {
 			if err != nil || sum.Reconciled != 1 || issueCalls(e.sim, id) != 0 {
 				t.Fatalf("%+v %v, %d issue calls", sum, err, issueCalls(e.sim, id))
 			}
-			if rec, _ := e.ledger.DueRewardRecord(ctx, id); rec.State != ledger.RewardIssued {
+			rec, _ := e.ledger.DueRewardRecord(ctx, id)
+			if rec.State != ledger.RewardIssued {
 				t.Fatalf("not confirmed: %+v", rec)
 			}
+			issuedToBob(t, e, rec.SettledAt, 1) // the recipient RF's issued list names
 		})
 	})
 	t.Run("after the intent, before the call", func(t *testing.T) {
