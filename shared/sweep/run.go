@@ -1,13 +1,15 @@
 package sweep
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/lease"
@@ -19,9 +21,11 @@ import (
 // Ledger is the part of the ledger the sweep uses.
 type Ledger interface {
 	SeeDueReward(ctx context.Context, r ledger.DueReward) (ledger.DueReward, error)
+	DueRewardRecord(ctx context.Context, id int64) (ledger.DueReward, error)
 	QualificationsFor(ctx context.Context, recipientID int64) ([]ledger.Qualification, error)
 	MatchDueReward(ctx context.Context, dueRewardID int64, q ledger.QualificationRef) error
 	MarkRewardSettled(ctx context.Context, s ledger.Settlement) (ledger.DueReward, error)
+	IssuedInMonth(ctx context.Context, recipientID int64, month time.Time) (int, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
 	TakeOverIntent(ctx context.Context, kind ledger.IntentKind, target string, seenAttempts int, staleBefore time.Time) (ledger.Intent, error)
@@ -30,6 +34,8 @@ type Ledger interface {
 	UnmatchedDue(ctx context.Context, now time.Time, limit int) ([]ledger.Unmatched, error)
 	ResolveUnmatched(ctx context.Context, invoiceID string, outcome ledger.UnmatchedStatus, reason string) (ledger.Unmatched, error)
 	RescheduleUnmatched(ctx context.Context, invoiceID string, next time.Time, reason string) (ledger.Unmatched, error)
+	SaveCheckpoint(ctx context.Context, name string, data []byte) error
+	LoadCheckpoint(ctx context.Context, name string) ([]byte, error)
 }
 
 // Retrier tries a waiting unmatched paid invoice again (referrals.Service).
@@ -37,13 +43,37 @@ type Retrier interface {
 	RetryUnmatched(ctx context.Context, u ledger.Unmatched) (referrals.Result, error)
 }
 
-// RF is the part of the Referral Factory client the sweep uses.
+// RF is the part of the Referral Factory client the sweep uses. The sweep has a client of its
+// own (sharing the rate limiter), so its Stats are the sweep's calls.
 type RF interface {
 	DueRewards(m rf.Metric, opts rf.ListOptions) *rf.Pager[rf.DueReward]
 	IssuedRewards(m rf.Metric, opts rf.ListOptions) *rf.Pager[rf.IssuedReward]
 	IssueReward(ctx context.Context, dueID int64) (rf.IssuedReward, error)
 	CancelReward(ctx context.Context, dueID int64) (rf.IssuedReward, error)
+	Stats() rf.Stats
 }
+
+// Name is the sweep's lease and checkpoint name in the state table.
+const Name = "reward-sweep"
+
+// Defaults of the Sweeper's settings.
+const (
+	// defaultStaleAfter outlasts the longest Lambda invocation (15 minutes): an attempt older
+	// than that belongs to a run that has ended, one way or another.
+	defaultStaleAfter = 16 * time.Minute
+	defaultRetryEvery = time.Hour
+	// defaultReserve is the time kept back at the end of a run: more than one reward's work
+	// (an RF attempt times out after 10 s) plus saving the checkpoint.
+	defaultReserve = 15 * time.Second
+	// checkpointEvery saves the position every so many rewards, so a run killed without
+	// warning (out of memory, a timeout the reserve did not cover) repeats little.
+	checkpointEvery = 100
+	// maxConsecutiveFailures stops a run that fails on every reward (RF refusing the token,
+	// DynamoDB down): nothing gets better by trying the next thousand.
+	maxConsecutiveFailures = 10
+	// unmatchedBatch is how many waiting invoices one run retries at most.
+	unmatchedBatch = 100
+)
 
 // Sweeper runs sweeps.
 type Sweeper struct {
@@ -61,292 +91,304 @@ type Sweeper struct {
 	// StaleAfter is how old an unconfirmed attempt must be before another run may take it over
 	// (after reading RF's state); it must exceed the longest run.
 	StaleAfter time.Duration
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Reserve is how long before the context's deadline the run stops starting new work and
+	// saves its checkpoint (default 15 s, at most a quarter of the time the run has).
+	Reserve time.Duration
+	// Now is the clock of the decisions (holds, caps, first sightings); the run's own time
+	// budget is always measured on the real clock, as the context's deadline is.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
-// Summary is what one run did.
+// Summary is what one run did; it is returned, logged and, locally, answered as JSON.
 type Summary struct {
-	Listed, Issued, Canceled, Skipped, Failed, Reconciled int
-	UnmatchedMatched, UnmatchedExpired, UnmatchedWaiting  int
-	Waiting                                               map[string]int // by rule
+	Listed   int `json:"listed"`
+	Issued   int `json:"issued"`
+	Canceled int `json:"canceled"`
+	// WouldIssue and WouldCancel count, in a dry run, the calls that were not made.
+	WouldIssue  int `json:"would_issue,omitempty"`
+	WouldCancel int `json:"would_cancel,omitempty"`
+	// Waiting counts the rewards left for a later run, by the rule that held them.
+	Waiting map[string]int `json:"waiting"`
+	// Skipped are rewards already issued or canceled (RF still lists them, or not yet).
+	Skipped int `json:"skipped"`
+	// Reconciled are earlier attempts found applied in RF and confirmed without a new call.
+	Reconciled int `json:"reconciled"`
+	Failed     int `json:"failed"`
+
+	UnmatchedMatched int `json:"unmatched_matched"`
+	UnmatchedWaiting int `json:"unmatched_waiting"`
+	UnmatchedExpired int `json:"unmatched_expired"`
+
+	RFCalls     int64 `json:"rf_calls"`
+	RateLimited int64 `json:"rf_429s"`
+	DurationMS  int64 `json:"duration_ms"`
+
+	// Complete says the run reached the end of the due lists; otherwise it stopped for time
+	// (or after repeated failures) at Checkpoint, where the next run continues.
+	Complete   bool   `json:"complete"`
+	Resumed    bool   `json:"resumed"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+	DryRun     bool   `json:"dry_run,omitempty"`
+	// NotRun says why nothing was done: another run holds the lease.
+	NotRun string `json:"not_run,omitempty"`
 }
 
-// Run reconciles unconfirmed attempts, then lists the due rewards of every metric, decides and
-// acts on each. A reward is listed in full before any is acted on: issuing shifts RF's pages.
-func (s *Sweeper) Run(ctx context.Context) (Summary, error) {
-	sum := Summary{Waiting: map[string]int{}}
-	if s.Lease != nil {
-		owner := randomOwner()
-		now := s.now()
-		until := now.Add(s.staleAfter())
-		if dl, ok := ctx.Deadline(); ok {
-			until = dl
-		}
-		if err := s.Lease.Acquire(ctx, "reward-sweep", owner, now, until); err != nil {
-			return sum, fmt.Errorf("sweep: %w", err)
-		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := s.Lease.Release(rctx, "reward-sweep", owner); err != nil {
-				s.logger().WarnContext(ctx, "sweep lease not released; it expires by itself", "error", err.Error())
-			}
-		}()
+// ErrTooManyFailures stops a run whose rewards keep failing one after another.
+var ErrTooManyFailures = errors.New("sweep: stopped after repeated failures")
+
+// checkpoint is where a pass through the due lists stands. Due rewards are worked through in
+// metric order, and in id order within a metric, so "everything up to AfterID" is a position
+// that stays meaningful while issuing shifts RF's pages. It only saves work: exactly-once comes
+// from the intents, so handling a reward twice is harmless.
+type checkpoint struct {
+	PassStarted time.Time `json:"pass_started"`
+	Metric      rf.Metric `json:"metric,omitempty"`
+	AfterID     int64     `json:"after_id,omitempty"`
+}
+
+func (c checkpoint) String() string {
+	if c.Metric == "" {
+		return ""
 	}
-	if err := s.reconcile(ctx, &sum); err != nil {
+	return fmt.Sprintf("%s after due reward %d", c.Metric, c.AfterID)
+}
+
+// Run reconciles unconfirmed attempts, retries unmatched paid invoices, then works through the
+// due rewards of every metric from the checkpoint on, deciding and acting on each. It stops
+// starting new work when the context's deadline comes near, saving the checkpoint.
+//
+// The error is for what stopped the run as a whole (the lease held elsewhere, RF's lists
+// unreadable, repeated failures); a single reward's failure is counted and logged, and the
+// reward is tried again in the next pass.
+func (s *Sweeper) Run(ctx context.Context) (sum Summary, err error) {
+	started := time.Now()
+	sum = Summary{Waiting: map[string]int{}, DryRun: s.DryRun}
+	before := s.RF.Stats()
+	defer func() {
+		after := s.RF.Stats()
+		sum.RFCalls, sum.RateLimited = after.Requests-before.Requests, after.RateLimited-before.RateLimited
+		sum.DurationMS = time.Since(started).Milliseconds()
+		s.report(ctx, sum, err)
+	}()
+
+	release, err := s.takeLease(ctx)
+	if err != nil {
 		return sum, err
 	}
-	for _, m := range rf.AllMetrics() {
-		due, err := s.RF.DueRewards(m, rf.ListOptions{PerPage: rf.MaxPerPage}).Collect(ctx)
-		if err != nil {
-			return sum, fmt.Errorf("list due %s rewards: %w", m, err)
-		}
-		sum.Listed += len(due)
-		for _, d := range due {
-			if err := s.one(ctx, m, d, &sum); err != nil {
-				return sum, err
-			}
-		}
-	}
-	return sum, s.retryUnmatched(ctx, &sum)
-}
+	defer release()
+	b := s.budget(ctx)
 
-// retryUnmatched gives each waiting paid invoice whose retry is due another chance to match a
-// lead, and expires those whose time ran out, with the reason.
-func (s *Sweeper) retryUnmatched(ctx context.Context, sum *Summary) error {
-	if s.Retrier == nil {
-		return nil
-	}
-	now := s.now()
-	due, err := s.Ledger.UnmatchedDue(ctx, now, 100)
+	cp, err := s.loadCheckpoint(ctx)
 	if err != nil {
-		return fmt.Errorf("unmatched invoices: %w", err)
+		return sum, err
 	}
-	for _, u := range due {
-		if now.After(u.RetryUntil) {
-			if _, err := s.Ledger.ResolveUnmatched(ctx, u.InvoiceID, ledger.UnmatchedExpired, "no lead matched before the retry window ended: "+u.Reason); err != nil && !errors.Is(err, ledger.ErrConflict) {
-				return fmt.Errorf("expire unmatched %s: %w", u.InvoiceID, err)
-			}
-			sum.UnmatchedExpired++
-			continue
-		}
-		res, err := s.Retrier.RetryUnmatched(ctx, u)
-		if err != nil {
-			sum.Failed++
-			s.logger().WarnContext(ctx, "unmatched invoice retry failed", "invoice", u.InvoiceID, "error", err.Error())
-			continue
-		}
-		if res.Outcome != referrals.Unmatched {
-			sum.UnmatchedMatched++
-			continue
-		}
-		every := s.RetryEvery
-		if every <= 0 {
-			every = time.Hour
-		}
-		if _, err := s.Ledger.RescheduleUnmatched(ctx, u.InvoiceID, now.Add(every), res.Reason); err != nil {
-			return fmt.Errorf("reschedule unmatched %s: %w", u.InvoiceID, err)
-		}
-		sum.UnmatchedWaiting++
+	sum.Resumed = cp.Metric != ""
+	if cp.PassStarted.IsZero() {
+		cp.PassStarted = s.now()
 	}
-	return nil
+	if err := s.reconcile(ctx, b, &sum); err != nil {
+		return sum, err
+	}
+	// Waiting invoices first: their retry windows run out, and there are few of them.
+	if err := s.retryUnmatched(ctx, b, &sum); err != nil {
+		return sum, err
+	}
+	p := pass{s: s, b: b, sum: &sum, cp: cp}
+	if err := p.run(ctx); err != nil {
+		sum.Checkpoint = p.cp.String()
+		if serr := s.saveCheckpoint(ctx, p.cp); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return sum, err
+	}
+	if p.stopped {
+		sum.Checkpoint = p.cp.String()
+		return sum, s.saveCheckpoint(ctx, p.cp)
+	}
+	// The pass is through: the next run starts a new one.
+	if err := s.saveCheckpoint(ctx, checkpoint{}); err != nil {
+		return sum, err
+	}
+	sum.Complete = true
+	return sum, nil
 }
 
-// reconcile settles attempts a crashed run left pending whose effect RF shows: an issue or
-// cancel that RF applied is confirmed, never repeated.
-func (s *Sweeper) reconcile(ctx context.Context, sum *Summary) error {
-	for _, kind := range []ledger.IntentKind{ledger.IntentIssue, ledger.IntentCancel} {
-		pending, err := s.Ledger.PendingIntents(ctx, kind)
-		if err != nil {
-			return fmt.Errorf("pending %s intents: %w", kind, err)
+// pass works through the due lists from a checkpoint.
+type pass struct {
+	s       *Sweeper
+	b       budget
+	sum     *Summary
+	cp      checkpoint
+	stopped bool // for time, at cp
+	handled int
+	failRun int // consecutive failures
+}
+
+func (p *pass) run(ctx context.Context) error {
+	metrics := rf.AllMetrics()
+	start := 0
+	if p.cp.Metric != "" {
+		start = slices.Index(metrics, p.cp.Metric)
+		if start < 0 { // a checkpoint this version does not know: begin again, losing nothing
+			p.s.logger().WarnContext(ctx, "sweep checkpoint names an unknown metric; starting over", "metric", string(p.cp.Metric))
+			start, p.cp = 0, checkpoint{PassStarted: p.cp.PassStarted}
 		}
-		for _, in := range pending {
-			id, err := strconv.ParseInt(in.Target, 10, 64)
-			if err != nil {
-				continue
+	}
+	for _, m := range metrics[start:] {
+		if p.b.short() {
+			p.stopped = true
+			return nil
+		}
+		// Listed in full before any is acted on: issuing shifts RF's offset pages.
+		due, err := p.s.RF.DueRewards(m, rf.ListOptions{PerPage: rf.MaxPerPage}).Collect(ctx)
+		if err != nil {
+			return fmt.Errorf("list due %s rewards: %w", m, err)
+		}
+		p.sum.Listed += len(due)
+		slices.SortFunc(due, func(a, b rf.DueReward) int { return cmp.Compare(a.ID, b.ID) })
+		for _, d := range due {
+			if m == p.cp.Metric && d.ID <= p.cp.AfterID {
+				continue // handled earlier in this pass
 			}
-			r, found, err := s.settledInRF(ctx, id)
-			if err != nil {
+			if p.b.short() {
+				p.stopped = true
+				return nil
+			}
+			if err := p.one(ctx, m, d); err != nil {
 				return err
 			}
-			if found {
-				if err := s.confirm(ctx, kind, id, r.RecipientID, r.Status); err != nil {
-					return err
-				}
-				sum.Reconciled++
-			}
+		}
+		p.cp.Metric, p.cp.AfterID = next(metrics, m), 0
+	}
+	return nil
+}
+
+// one handles a due reward and moves the checkpoint past it.
+func (p *pass) one(ctx context.Context, m rf.Metric, d rf.DueReward) error {
+	err := p.s.one(ctx, m, d, p.sum)
+	if ctx.Err() != nil {
+		// Cut off mid-reward: the checkpoint stays before it, so the next run handles it again.
+		return fmt.Errorf("due reward %d: %w", d.ID, errors.Join(err, ctx.Err()))
+	}
+	if err != nil {
+		p.sum.Failed++
+		p.failRun++
+		p.s.logger().WarnContext(ctx, "sweep could not handle a due reward", "reward", d.ID, "metric", string(m), "error", err.Error())
+		if p.failRun >= maxConsecutiveFailures {
+			return fmt.Errorf("%w: %d in a row, the last: %w", ErrTooManyFailures, p.failRun, err)
+		}
+	} else {
+		p.failRun = 0
+	}
+	p.cp.Metric, p.cp.AfterID = m, d.ID
+	if p.handled++; p.handled%checkpointEvery == 0 {
+		if err := p.s.saveCheckpoint(ctx, p.cp); err != nil {
+			p.s.logger().WarnContext(ctx, "sweep checkpoint not saved; continuing", "error", err.Error())
 		}
 	}
 	return nil
 }
 
-func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Summary) error {
-	now := s.now()
-	rec, err := s.Ledger.SeeDueReward(ctx, ledger.DueReward{ID: d.ID, RewardID: d.RewardID, RecipientID: d.RecipientID,
-		Metric: string(m), FirstSeenAt: now})
-	if err != nil {
-		return fmt.Errorf("record due reward %d: %w", d.ID, err)
+// next is the metric after m; "" after the last.
+func next(metrics []rf.Metric, m rf.Metric) rf.Metric {
+	if i := slices.Index(metrics, m); i >= 0 && i+1 < len(metrics) {
+		return metrics[i+1]
 	}
-	q, err := s.qualification(ctx, rec)
-	if err != nil {
-		return err
+	return ""
+}
+
+// budget says when a run must stop starting new work: a reserve before the context's deadline.
+type budget struct {
+	stopAt time.Time
+	has    bool
+}
+
+func (s *Sweeper) budget(ctx context.Context) budget {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return budget{}
 	}
-	facts := Facts{Metric: string(m), CanBeIssued: d.CanBeIssued, FirstSeenAt: rec.FirstSeenAt,
-		Settled: rec.State == ledger.RewardIssued || rec.State == ledger.RewardCanceled}
-	if q != nil {
-		facts.Qualification = &Qualification{At: q.At, ReversedAt: q.ReversedAt}
+	reserve := s.Reserve
+	if reserve <= 0 {
+		reserve = min(defaultReserve, time.Until(dl)/4)
 	}
-	dec := Decide(facts, s.Rules, now)
-	s.log(ctx, d.ID, dec)
-	switch dec.Action {
-	case Skip:
-		sum.Skipped++
-	case Wait:
-		sum.Waiting[dec.Rule]++
-	case Issue, Cancel:
-		done, err := s.act(ctx, dec.Action, d.ID, rec.RecipientID)
-		switch {
-		case err != nil:
-			sum.Failed++
-			s.logger().WarnContext(ctx, "sweep could not act on a due reward", "reward", d.ID, "action", string(dec.Action), "error", err.Error())
-		case done && dec.Action == Issue:
-			sum.Issued++
-		case done:
-			sum.Canceled++
+	return budget{stopAt: dl.Add(-reserve), has: true}
+}
+
+func (b budget) short() bool { return b.has && !time.Now().Before(b.stopAt) }
+
+// takeLease makes this run the only one acting until it ends (or its deadline passes, should it
+// die without releasing).
+func (s *Sweeper) takeLease(ctx context.Context) (release func(), err error) {
+	if s.Lease == nil {
+		return func() {}, nil
+	}
+	owner := randomOwner()
+	now := time.Now()
+	until := now.Add(s.staleAfter())
+	if dl, ok := ctx.Deadline(); ok {
+		until = dl
+	}
+	if err := s.Lease.Acquire(ctx, Name, owner, now, until); err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	return func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.Lease.Release(rctx, Name, owner); err != nil {
+			s.logger().WarnContext(ctx, "sweep lease not released; it expires by itself", "error", err.Error())
 		}
+	}, nil
+}
+
+func (s *Sweeper) loadCheckpoint(ctx context.Context) (checkpoint, error) {
+	var cp checkpoint
+	data, err := s.Ledger.LoadCheckpoint(ctx, Name)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return cp, nil
+	}
+	if err != nil {
+		return cp, fmt.Errorf("sweep: load checkpoint: %w", err)
+	}
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &cp); err != nil {
+			// Losing the position costs a re-read of the lists, never a double issue.
+			s.logger().WarnContext(ctx, "sweep checkpoint unreadable; starting over", "error", err.Error())
+			return checkpoint{}, nil
+		}
+	}
+	return cp, nil
+}
+
+// saveCheckpoint writes the position even when the run's context has just ended: that is when
+// it matters most.
+func (s *Sweeper) saveCheckpoint(ctx context.Context, cp checkpoint) error {
+	data, err := json.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("sweep: encode checkpoint: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.Ledger.SaveCheckpoint(wctx, Name, data); err != nil {
+		return fmt.Errorf("sweep: save checkpoint (%s): %w", cp, err)
 	}
 	return nil
 }
 
-// qualification returns the qualification matched to the reward, matching the recipient's
-// oldest unmatched one first when there is none yet (nil: none behind it).
-func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*ledger.Qualification, error) {
-	qs, err := s.Ledger.QualificationsFor(ctx, rec.RecipientID)
+// report logs the run's summary: one line an operator can read, or query in CloudWatch.
+func (s *Sweeper) report(ctx context.Context, sum Summary, err error) {
 	if err != nil {
-		return nil, fmt.Errorf("qualifications for %d: %w", rec.RecipientID, err)
+		s.logger().ErrorContext(ctx, "reward sweep stopped", "summary", sum, "error", err.Error())
+		return
 	}
-	if !rec.Matched.IsZero() {
-		for i := range qs {
-			if qs[i].Ref() == rec.Matched {
-				return &qs[i], nil
-			}
-		}
-		return nil, nil
-	}
-	for i := range qs {
-		if qs[i].MatchedDueRewardID != 0 {
-			continue
-		}
-		err := s.Ledger.MatchDueReward(ctx, rec.ID, qs[i].Ref())
-		if errors.Is(err, ledger.ErrConflict) {
-			continue // taken by another reward meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("match due reward %d: %w", rec.ID, err)
-		}
-		return &qs[i], nil
-	}
-	return nil, nil
-}
-
-// act issues or cancels once: intent → call → confirm. It reports whether the effect is done.
-// The recipient is counted in the month's issued rewards when the reward is recorded issued.
-func (s *Sweeper) act(ctx context.Context, a Action, id, recipientID int64) (bool, error) {
-	kind, state := ledger.IntentIssue, ledger.RewardIssued
-	call := s.RF.IssueReward
-	if a == Cancel {
-		kind, state, call = ledger.IntentCancel, ledger.RewardCanceled, s.RF.CancelReward
-	}
-	if s.DryRun {
-		s.logger().InfoContext(ctx, "dry run: would "+string(a)+" the reward", "reward", id)
-		return false, nil
-	}
-	target := ledger.DueRewardTarget(id)
-	in, err := s.Ledger.BeginIntent(ctx, ledger.Intent{Kind: kind, Target: target, Ref: "sweep"})
-	switch {
-	case errors.Is(err, ledger.ErrIntentDone):
-		_, err := s.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: recipientID,
-			State: state, At: s.now(), By: ledger.SettledBySweep})
-		return false, ignoreSettled(err)
-	case errors.Is(err, ledger.ErrIntentPending):
-		// An earlier attempt may have reached RF: read RF before anything else.
-		r, found, rerr := s.settledInRF(ctx, id)
-		if rerr != nil {
-			return false, rerr
-		}
-		if found {
-			return false, s.confirm(ctx, kind, id, recipientID, r.Status)
-		}
-		// RF still lists it as due: take the attempt over if it is stale, else leave it.
-		if _, err := s.Ledger.TakeOverIntent(ctx, kind, target, in.Attempts, s.now().Add(-s.staleAfter())); err != nil {
-			return false, fmt.Errorf("%s reward %d: an earlier attempt is still recent: %w", a, id, err)
-		}
-	case err != nil:
-		return false, fmt.Errorf("%s reward %d: intent: %w", a, id, err)
-	}
-	if _, err := call(ctx, id); err != nil {
-		if !rf.IsOutcomeUnknown(err) { // known not applied: a later run may try again
-			if _, ferr := s.Ledger.FinishIntent(ctx, kind, target, ledger.IntentFailed, err.Error()); ferr != nil {
-				return false, errors.Join(err, ferr)
-			}
-		}
-		return false, fmt.Errorf("%s reward %d: %w", a, id, err)
-	}
-	return true, s.confirm(ctx, kind, id, recipientID, "")
-}
-
-// confirm records an effect RF applied, to the reward's recipient (0: unknown).
-func (s *Sweeper) confirm(ctx context.Context, kind ledger.IntentKind, id, recipientID int64, rfStatus string) error {
-	state := ledger.RewardIssued
-	if kind == ledger.IntentCancel || rfStatus == rf.StatusCanceled {
-		state = ledger.RewardCanceled
-	}
-	if _, err := s.Ledger.FinishIntent(ctx, kind, ledger.DueRewardTarget(id), ledger.IntentDone, ""); err != nil && !errors.Is(err, ledger.ErrNotFound) {
-		return fmt.Errorf("confirm %s of reward %d: %w", kind, id, err)
-	}
-	_, err := s.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: recipientID,
-		State: state, At: s.now(), By: ledger.SettledBySweep})
-	return ignoreSettled(err)
-}
-
-// settledInRF looks a reward up in RF's issued lists (issued and canceled rewards both move
-// there, keeping their id).
-func (s *Sweeper) settledInRF(ctx context.Context, id int64) (rf.IssuedReward, bool, error) {
-	f := rf.Eq("id", id)
-	for _, m := range rf.AllMetrics() {
-		rs, err := s.RF.IssuedRewards(m, rf.ListOptions{Filter: &f}).Collect(ctx)
-		if err != nil {
-			return rf.IssuedReward{}, false, fmt.Errorf("issued %s rewards: %w", m, err)
-		}
-		for _, r := range rs {
-			if r.ID == id {
-				return r, true, nil
-			}
-		}
-	}
-	return rf.IssuedReward{}, false, nil
+	s.logger().InfoContext(ctx, "reward sweep", "summary", sum)
 }
 
 func randomOwner() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func ignoreSettled(err error) error {
-	if errors.Is(err, ledger.ErrAlreadySettled) {
-		return nil
-	}
-	return err
-}
-
-func (s *Sweeper) log(ctx context.Context, id int64, d Decision) {
-	err := s.Ledger.LogDecision(ctx, ledger.Decision{Subject: "due#" + strconv.FormatInt(id, 10), At: s.now(),
-		Rule: d.Rule, Outcome: string(d.Action), Reason: d.Reason})
-	if err != nil {
-		s.logger().WarnContext(ctx, "decision log write failed", "reward", id, "error", err.Error())
-	}
 }
 
 func (s *Sweeper) now() time.Time {
@@ -357,10 +399,7 @@ func (s *Sweeper) now() time.Time {
 }
 
 func (s *Sweeper) staleAfter() time.Duration {
-	if s.StaleAfter > 0 {
-		return s.StaleAfter
-	}
-	return 15 * time.Minute
+	return cmp.Or(s.StaleAfter, defaultStaleAfter)
 }
 
 func (s *Sweeper) logger() *slog.Logger {

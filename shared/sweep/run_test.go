@@ -3,16 +3,21 @@ package sweep
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/ddbtest"
 	"github.com/refbridge/refbridge/shared/lease"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/ratelimit"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
@@ -36,31 +41,78 @@ type env struct {
 	ledger ledger.Store
 	sim    *rfsimtest.Sim
 	clock  *clock
+	// db and table are the DynamoDB Local table of the "dynamodb" variant (nil in "memory").
+	db    *dynamodb.Client
+	table string
 }
 
-// both runs a test on both ledgers against the simulator seeded with the demo campaign, where
-// Erin (lead 5, referred by Bob, user 2) is pending.
+// setup builds a sweeper on the named ledger ("memory" or "dynamodb") against the simulator
+// seeded with the demo campaign, where Erin (lead 5, referred by Bob, user 2) is pending.
+func setup(t *testing.T, name string) env {
+	t.Helper()
+	e := env{ledger: ledger.NewMemory(), sim: rfsimtest.New(t), clock: &clock{t: time.Now().UTC()}}
+	var ls lease.Store = lease.NewMemory()
+	if name == "dynamodb" {
+		e.db, e.table = ddbtest.Table(t)
+		e.ledger, ls = ledger.NewDynamo(e.db, e.table), lease.NewDynamo(e.db, e.table)
+	}
+	e.sim.SeedDemo(t)
+	client, err := rf.New(e.sim.URL, e.sim.Token, rf.WithLimiter(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s = &Sweeper{Ledger: e.ledger, RF: client, Lease: ls, Rules: Rules{Hold: 14 * 24 * time.Hour}, Now: e.clock.Now}
+	return e
+}
+
+// both runs a test on both ledgers.
 func both(t *testing.T, test func(t *testing.T, e env)) {
 	for _, name := range []string{"memory", "dynamodb"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			var l ledger.Store = ledger.NewMemory()
-			var ls lease.Store = lease.NewMemory()
-			if name == "dynamodb" {
-				db, table := ddbtest.Table(t)
-				l, ls = ledger.NewDynamo(db, table), lease.NewDynamo(db, table)
-			}
-			sim := rfsimtest.New(t)
-			sim.SeedDemo(t)
-			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := &clock{t: time.Now().UTC()}
-			s := &Sweeper{Ledger: l, RF: client, Lease: ls, Rules: Rules{Hold: 14 * 24 * time.Hour}, Now: c.Now}
-			test(t, env{s: s, ledger: l, sim: sim, clock: c})
+			test(t, setup(t, name))
 		})
 	}
+}
+
+// bucket is a shared DynamoDB token bucket of events per window, burst 2.
+func (e env) bucket(t *testing.T, name string, events int, per time.Duration) *ratelimit.Bucket {
+	t.Helper()
+	b, err := ratelimit.New(e.db, e.table, name, ratelimit.Limit{Events: events, Per: per, Burst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// counter records metrics.
+type counter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *counter) Count(_ context.Context, name string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[string]int{}
+	}
+	c.counts[name] += n
+}
+
+func (c *counter) get(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[name]
+}
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "events", "sweep", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // qualifyErin records refbridge's qualification of Erin, daysAgo old, and qualifies her in RF,
@@ -199,7 +251,7 @@ func TestCrashes(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A recent attempt might still be running: not touched.
-			if sum, err := e.s.Run(ctx); err != nil || sum.Failed != 1 || issueCalls(e.sim, id) != 0 {
+			if sum, err := e.s.Run(ctx); err != nil || sum.Waiting["in_progress"] != 1 || issueCalls(e.sim, id) != 0 {
 				t.Fatalf("recent attempt: %+v %v", sum, err)
 			}
 			e.clock.Advance(time.Hour) // now stale; RF still lists the reward as due

@@ -1,0 +1,253 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/refbridge/refbridge/shared/ledger"
+	rf "github.com/refbridge/refbridge/shared/referralfactory"
+)
+
+// ruleInProgress is the waiting rule of a reward whose earlier attempt is still recent.
+const ruleInProgress = "in_progress"
+
+// one records, matches, decides and acts on one due reward.
+func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Summary) error {
+	now := s.now()
+	rec, err := s.Ledger.SeeDueReward(ctx, ledger.DueReward{ID: d.ID, RewardID: d.RewardID, RecipientID: d.RecipientID,
+		Metric: string(m), FirstSeenAt: now})
+	if err != nil {
+		return fmt.Errorf("record due reward %d: %w", d.ID, err)
+	}
+	q, err := s.qualification(ctx, rec)
+	if err != nil {
+		return err
+	}
+	facts := Facts{Metric: string(m), CanBeIssued: d.CanBeIssued, FirstSeenAt: rec.FirstSeenAt,
+		Settled: rec.State == ledger.RewardIssued || rec.State == ledger.RewardCanceled}
+	if q != nil {
+		facts.Qualification = &Qualification{At: q.At, ReversedAt: q.ReversedAt}
+	}
+	dec := Decide(facts, s.Rules, now)
+	if dec.Action == Issue && s.Rules.MaxPerRecipient > 0 {
+		// Only a reward about to be issued pays for the count.
+		n, err := s.Ledger.IssuedInMonth(ctx, d.RecipientID, now)
+		if err != nil {
+			return fmt.Errorf("rewards issued this month to %d: %w", d.RecipientID, err)
+		}
+		facts.IssuedThisMonth = n
+		dec = Decide(facts, s.Rules, now)
+	}
+	s.log(ctx, d.ID, dec)
+	switch dec.Action {
+	case Skip:
+		sum.Skipped++
+	case Wait:
+		sum.Waiting[dec.Rule]++
+	case Issue, Cancel:
+		out, err := s.act(ctx, dec.Action, m, d)
+		if err != nil {
+			return err
+		}
+		switch {
+		case out == acted && dec.Action == Issue:
+			sum.Issued++
+		case out == acted:
+			sum.Canceled++
+		case out == dryRun && dec.Action == Issue:
+			sum.WouldIssue++
+		case out == dryRun:
+			sum.WouldCancel++
+		case out == alreadyDone:
+			sum.Reconciled++
+		case out == inProgress:
+			sum.Waiting[ruleInProgress]++
+		}
+	}
+	return nil
+}
+
+// qualification returns the qualification matched to the reward, matching the recipient's
+// oldest unmatched one first when there is none yet (nil: none behind it).
+func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*ledger.Qualification, error) {
+	qs, err := s.Ledger.QualificationsFor(ctx, rec.RecipientID)
+	if err != nil {
+		return nil, fmt.Errorf("qualifications for %d: %w", rec.RecipientID, err)
+	}
+	if !rec.Matched.IsZero() {
+		for i := range qs {
+			if qs[i].Ref() == rec.Matched {
+				return &qs[i], nil
+			}
+		}
+		return nil, nil
+	}
+	for i := range qs {
+		if qs[i].MatchedDueRewardID != 0 {
+			continue
+		}
+		err := s.Ledger.MatchDueReward(ctx, rec.ID, qs[i].Ref())
+		if errors.Is(err, ledger.ErrConflict) {
+			continue // taken by another reward meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("match due reward %d: %w", rec.ID, err)
+		}
+		return &qs[i], nil
+	}
+	return nil, nil
+}
+
+// outcome is what act did.
+type outcome int
+
+const (
+	acted       outcome = iota // called RF, and confirmed
+	alreadyDone                // an earlier attempt had done it: confirmed without a call
+	inProgress                 // an earlier attempt is recent: left alone
+	dryRun                     // nothing called
+)
+
+// act issues or cancels once: intent → call → confirm.
+func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward) (outcome, error) {
+	kind, call := ledger.IntentIssue, s.RF.IssueReward
+	if a == Cancel {
+		kind, call = ledger.IntentCancel, s.RF.CancelReward
+	}
+	if s.DryRun {
+		s.logger().InfoContext(ctx, "dry run: would "+string(a)+" the reward", "reward", d.ID, "metric", string(m))
+		return dryRun, nil
+	}
+	target := ledger.DueRewardTarget(d.ID)
+	in, err := s.Ledger.BeginIntent(ctx, ledger.Intent{Kind: kind, Target: target, Ref: "sweep"})
+	switch {
+	case errors.Is(err, ledger.ErrIntentDone):
+		// Confirmed in RF, but the settlement was not recorded (a crash between the two).
+		return alreadyDone, s.settle(ctx, kind, d.ID, d.RecipientID, "")
+	case errors.Is(err, ledger.ErrIntentPending):
+		// An earlier attempt may have reached RF: read RF before anything else.
+		r, found, rerr := s.settledInRF(ctx, d.ID, m)
+		if rerr != nil {
+			return 0, rerr
+		}
+		if found {
+			return alreadyDone, s.confirm(ctx, kind, r)
+		}
+		// RF still lists it as due: take the attempt over if it is stale, else leave it.
+		_, err := s.Ledger.TakeOverIntent(ctx, kind, target, in.Attempts, s.now().Add(-s.staleAfter()))
+		if errors.Is(err, ledger.ErrConflict) {
+			return inProgress, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s reward %d: take over the earlier attempt: %w", a, d.ID, err)
+		}
+	case err != nil:
+		return 0, fmt.Errorf("%s reward %d: intent: %w", a, d.ID, err)
+	}
+	r, err := call(ctx, d.ID)
+	if err != nil {
+		if !rf.IsOutcomeUnknown(err) { // known not applied: a later run may try again
+			if _, ferr := s.Ledger.FinishIntent(ctx, kind, target, ledger.IntentFailed, err.Error()); ferr != nil {
+				return 0, errors.Join(err, ferr)
+			}
+		}
+		// Unknown: the intent stays pending, and the next run reads RF before anything else.
+		return 0, fmt.Errorf("%s reward %d: %w", a, d.ID, err)
+	}
+	if r.RecipientID == 0 {
+		r.RecipientID = d.RecipientID
+	}
+	r.ID = d.ID
+	return acted, s.confirm(ctx, kind, r)
+}
+
+// confirm records an effect RF applied: the intent done, the reward settled.
+func (s *Sweeper) confirm(ctx context.Context, kind ledger.IntentKind, r rf.IssuedReward) error {
+	if _, err := s.Ledger.FinishIntent(ctx, kind, ledger.DueRewardTarget(r.ID), ledger.IntentDone, ""); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("confirm %s of reward %d: %w", kind, r.ID, err)
+	}
+	return s.settle(ctx, kind, r.ID, r.RecipientID, r.Status)
+}
+
+// settle records the reward issued or canceled, as RF's status says when it is known.
+func (s *Sweeper) settle(ctx context.Context, kind ledger.IntentKind, id, recipientID int64, rfStatus string) error {
+	state := ledger.RewardIssued
+	if rfStatus == rf.StatusCanceled || (rfStatus == "" && kind == ledger.IntentCancel) {
+		state = ledger.RewardCanceled
+	}
+	_, err := s.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: recipientID, State: state,
+		At: s.now(), By: ledger.SettledBySweep})
+	if err != nil && !errors.Is(err, ledger.ErrAlreadySettled) {
+		return fmt.Errorf("record reward %d %s: %w", id, state, err)
+	}
+	return nil
+}
+
+// reconcile settles the attempts a crashed run left pending whose effect RF shows: an issue or
+// cancel that RF applied is confirmed, never repeated. Those RF does not show stay pending; the
+// pass takes them over when it meets the reward, if RF still lists it as due.
+func (s *Sweeper) reconcile(ctx context.Context, b budget, sum *Summary) error {
+	for _, kind := range []ledger.IntentKind{ledger.IntentIssue, ledger.IntentCancel} {
+		pending, err := s.Ledger.PendingIntents(ctx, kind)
+		if err != nil {
+			return fmt.Errorf("pending %s intents: %w", kind, err)
+		}
+		for _, in := range pending {
+			if b.short() {
+				return nil
+			}
+			id, err := strconv.ParseInt(in.Target, 10, 64)
+			if err != nil {
+				s.logger().WarnContext(ctx, "sweep intent with an unreadable target", "kind", string(kind), "target", in.Target)
+				continue
+			}
+			var metric rf.Metric
+			if rec, err := s.Ledger.DueRewardRecord(ctx, id); err == nil {
+				metric = rf.Metric(rec.Metric)
+			}
+			r, found, err := s.settledInRF(ctx, id, metric)
+			if err != nil {
+				return err
+			}
+			if found {
+				if err := s.confirm(ctx, kind, r); err != nil {
+					return err
+				}
+				sum.Reconciled++
+			}
+		}
+	}
+	return nil
+}
+
+// settledInRF looks a reward up in RF's issued list of its metric, or of every metric when the
+// metric is not known (issued and canceled rewards both move there, keeping their id).
+func (s *Sweeper) settledInRF(ctx context.Context, id int64, m rf.Metric) (rf.IssuedReward, bool, error) {
+	metrics := rf.AllMetrics()
+	if m != "" {
+		metrics = []rf.Metric{m}
+	}
+	f := rf.Eq("id", id)
+	for _, m := range metrics {
+		rs, err := s.RF.IssuedRewards(m, rf.ListOptions{Filter: &f}).Collect(ctx)
+		if err != nil {
+			return rf.IssuedReward{}, false, fmt.Errorf("issued %s rewards: %w", m, err)
+		}
+		for _, r := range rs {
+			if r.ID == id {
+				return r, true, nil
+			}
+		}
+	}
+	return rf.IssuedReward{}, false, nil
+}
+
+func (s *Sweeper) log(ctx context.Context, id int64, d Decision) {
+	err := s.Ledger.LogDecision(ctx, ledger.Decision{Subject: "due#" + strconv.FormatInt(id, 10), At: s.now(),
+		Rule: d.Rule, Outcome: string(d.Action), Reason: d.Reason})
+	if err != nil {
+		s.logger().WarnContext(ctx, "decision log write failed", "reward", id, "error", err.Error())
+	}
+}
