@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= testdata/rfsim-demo-seed.json
 
-.PHONY: run test vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction
+.PHONY: run test vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
 
 ## run: start the Referral Factory simulator with the demo seed (Ctrl-C stops it)
 run:
@@ -40,3 +40,6 @@ build-StripeWebhookFunction:
 
 build-RfWebhookFunction:
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/rf-webhook
+
+build-RewardSweepFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/reward-sweep

@@ -7,21 +7,14 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/httpx"
-	"github.com/refbridge/refbridge/shared/idempotency"
-	"github.com/refbridge/refbridge/shared/observe"
-	"github.com/refbridge/refbridge/shared/rfevents"
 	"github.com/refbridge/refbridge/shared/rfwebhook"
 	"github.com/refbridge/refbridge/shared/wiring"
 )
-
-// RF's retry policy is undocumented: a delivery is remembered for a week.
-const eventMemory = 7 * 24 * time.Hour
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
@@ -38,20 +31,5 @@ func setup(ctx context.Context, log *slog.Logger) (*rfwebhook.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &rfwebhook.Handler{
-		Secrets:     d.Config.RFWebhookSecrets,
-		Fields:      rfevents.FieldNames(d.Config.RFWebhookFields),
-		CampaignIDs: d.Config.RFCampaignIDs,
-		RF:          d.RF,
-		Ledger:      d.Ledger,
-		Retrier:     d.Decisions,
-		Once:        idempotency.New(d.Idempotency, idempotency.Config{Expiration: eventMemory}),
-		DryRun:      d.Config.DryRun,
-		Log:         log,
-		Metrics:     observe.New(log, "rf-webhook"),
-	}
-	if d.Customers != nil {
-		h.Customers = d.Customers
-	}
-	return h, nil
+	return d.RFWebhook(), nil
 }

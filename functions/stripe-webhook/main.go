@@ -7,20 +7,14 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/httpx"
-	"github.com/refbridge/refbridge/shared/idempotency"
-	"github.com/refbridge/refbridge/shared/observe"
 	"github.com/refbridge/refbridge/shared/stripewebhook"
 	"github.com/refbridge/refbridge/shared/wiring"
 )
-
-// Stripe retries a failed delivery for up to three days: an event id is remembered longer.
-const eventMemory = 4 * 24 * time.Hour
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
@@ -37,12 +31,5 @@ func setup(ctx context.Context, log *slog.Logger) (*stripewebhook.Handler, error
 	if err != nil {
 		return nil, err
 	}
-	return &stripewebhook.Handler{
-		Secrets:   d.Config.StripeWebhookSecrets,
-		Live:      d.Config.StripeLive,
-		Decisions: d.Decisions,
-		Once:      idempotency.New(d.Idempotency, idempotency.Config{Expiration: eventMemory}),
-		Log:       log,
-		Metrics:   observe.New(log, "stripe-webhook"),
-	}, nil
+	return d.StripeWebhook(), nil
 }

@@ -1,14 +1,17 @@
-// Package wiring builds, once per Lambda cold start, what every refbridge function shares: the
-// configuration (secrets from Secrets Manager), the DynamoDB stores, the Referral Factory client
-// behind the shared rate limiter, the referral decisions and, with STRIPE_API_KEY, the Stripe
-// customer client. Each function's main adds its own handler on top.
+// Package wiring builds, once per process, what refbridge's handlers are made of: the
+// configuration (secrets from Secrets Manager), the stores, the Referral Factory client behind
+// the shared rate limiter, the referral decisions and, with STRIPE_API_KEY, the Stripe customer
+// client; and from those the three handlers. Lambda functions build on DynamoDB; the local
+// server and CLI (cmd/refbridge) build on the same code, in memory when STATE_TABLE is unset.
 package wiring
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -16,50 +19,86 @@ import (
 
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/idempotency"
+	"github.com/refbridge/refbridge/shared/lease"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe"
 	"github.com/refbridge/refbridge/shared/ratelimit"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
+	"github.com/refbridge/refbridge/shared/rfevents"
+	"github.com/refbridge/refbridge/shared/rfwebhook"
 	"github.com/refbridge/refbridge/shared/stripecustomers"
+	"github.com/refbridge/refbridge/shared/stripewebhook"
+	"github.com/refbridge/refbridge/shared/sweep"
 )
 
 // ErrNoTable means STATE_TABLE is missing where it is required.
 var ErrNoTable = errors.New("STATE_TABLE: required in Lambda (the in-memory store is for local runs only)")
 
-// Deps are the shared parts of a function.
+// How long an event id is remembered: Stripe retries a failed delivery for up to three days;
+// RF's retry policy is undocumented, so a week.
+const (
+	stripeEventMemory = 4 * 24 * time.Hour
+	rfEventMemory     = 7 * 24 * time.Hour
+)
+
+// Deps are the shared parts of the handlers.
 type Deps struct {
 	Config      config.Config
-	Ledger      *ledger.Dynamo
-	Idempotency *idempotency.Dynamo
+	Ledger      ledger.Store
+	Idempotency idempotency.Store
+	Lease       lease.Store
 	RF          *rf.Client
 	Decisions   *referrals.Service
 	Customers   *stripecustomers.Client // nil without STRIPE_API_KEY
+	Log         *slog.Logger
 }
 
-// Lambda builds the dependencies from the environment, for a function needing need.
+// Lambda builds the dependencies of a function needing need, from the environment, on the
+// DynamoDB table STATE_TABLE names.
 func Lambda(ctx context.Context, log *slog.Logger, need config.Need) (Deps, error) {
+	return build(ctx, os.Getenv, log, need, true)
+}
+
+// Local builds the dependencies of the local server and CLI from getenv: on DynamoDB when
+// STATE_TABLE is set (AWS_ENDPOINT_URL_DYNAMODB points it at DynamoDB Local), else in memory,
+// with an in-process rate limiter. Secrets given by *_ARN are read as in Lambda.
+func Local(ctx context.Context, getenv func(string) string, log *slog.Logger, need config.Need) (Deps, error) {
+	return build(ctx, getenv, log, need, false)
+}
+
+func build(ctx context.Context, getenv func(string) string, log *slog.Logger, need config.Need, requireTable bool) (Deps, error) {
 	aws, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
-		return Deps{}, err
+		return Deps{}, fmt.Errorf("AWS configuration: %w", err)
 	}
-	cfg, err := config.Load(ctx, os.Getenv, secretsmanager.NewFromConfig(aws), need)
+	cfg, err := config.Load(ctx, getenv, secretsmanager.NewFromConfig(aws), need)
 	if err != nil {
 		return Deps{}, err
 	}
-	if cfg.StateTable == "" {
+	d := Deps{Config: cfg, Log: log}
+	var limiter rf.Option
+	switch {
+	case cfg.StateTable != "":
+		db := dynamodb.NewFromConfig(aws)
+		bucket, err := ratelimit.New(db, cfg.StateTable, "rf", ratelimit.PerMinute(cfg.RFRatePerMinute))
+		if err != nil {
+			return Deps{}, err
+		}
+		limiter = rf.WithLimiter(bucket)
+		d.Ledger = ledger.NewDynamo(db, cfg.StateTable)
+		d.Idempotency = idempotency.NewDynamo(db, cfg.StateTable)
+		d.Lease = lease.NewDynamo(db, cfg.StateTable)
+	case requireTable:
 		return Deps{}, ErrNoTable
+	default:
+		limiter = rf.WithRatePerMinute(cfg.RFRatePerMinute)
+		d.Ledger, d.Idempotency, d.Lease = ledger.NewMemory(), idempotency.NewMemory(), lease.NewMemory()
 	}
-	db := dynamodb.NewFromConfig(aws)
-	bucket, err := ratelimit.New(db, cfg.StateTable, "rf", ratelimit.PerMinute(cfg.RFRatePerMinute))
-	if err != nil {
+	if d.RF, err = rf.New(cfg.RFAPIURL, cfg.RFAPIToken, limiter, rf.WithLogger(log)); err != nil {
 		return Deps{}, err
 	}
-	client, err := rf.New(cfg.RFAPIURL, cfg.RFAPIToken, rf.WithLimiter(bucket), rf.WithLogger(log))
-	if err != nil {
-		return Deps{}, err
-	}
-	d := Deps{Config: cfg, Ledger: ledger.NewDynamo(db, cfg.StateTable), Idempotency: idempotency.NewDynamo(db, cfg.StateTable), RF: client}
-	d.Decisions = referrals.New(d.Ledger, client, referrals.Settings{
+	d.Decisions = referrals.New(d.Ledger, d.RF, referrals.Settings{
 		CampaignIDs: cfg.RFCampaignIDs, Threshold: cfg.QualifyMin, Window: cfg.QualifyWindow,
 		UnmatchedRetry: cfg.UnmatchedRetry, DryRun: cfg.DryRun,
 	}, nil, log)
@@ -68,4 +107,56 @@ func Lambda(ctx context.Context, log *slog.Logger, need config.Need) (Deps, erro
 		d.Decisions.WithCustomers(d.Customers)
 	}
 	return d, nil
+}
+
+// StripeWebhook is the handler of Stripe's events (functions/stripe-webhook, POST /stripe/webhook).
+func (d Deps) StripeWebhook() *stripewebhook.Handler {
+	return &stripewebhook.Handler{
+		Secrets:   d.Config.StripeWebhookSecrets,
+		Live:      d.Config.StripeLive,
+		Decisions: d.Decisions,
+		Once:      idempotency.New(d.Idempotency, idempotency.Config{Expiration: stripeEventMemory}),
+		Log:       d.Log,
+		Metrics:   observe.New(d.Log, "stripe-webhook"),
+	}
+}
+
+// RFWebhook is the handler of RF's outbound webhooks (functions/rf-webhook, POST /rf/webhook/{kind}).
+func (d Deps) RFWebhook() *rfwebhook.Handler {
+	h := &rfwebhook.Handler{
+		Secrets:     d.Config.RFWebhookSecrets,
+		Fields:      rfevents.FieldNames(d.Config.RFWebhookFields),
+		CampaignIDs: d.Config.RFCampaignIDs,
+		RF:          d.RF,
+		Ledger:      d.Ledger,
+		Retrier:     d.Decisions,
+		Once:        idempotency.New(d.Idempotency, idempotency.Config{Expiration: rfEventMemory}),
+		DryRun:      d.Config.DryRun,
+		Log:         d.Log,
+		Metrics:     observe.New(d.Log, "rf-webhook"),
+	}
+	if d.Customers != nil { // a nil *Client in the interface would not read as "none"
+		h.Customers = d.Customers
+	}
+	return h
+}
+
+// Sweep is the reward sweep (functions/reward-sweep, POST /sweep, `refbridge sweep`).
+func (d Deps) Sweep() *sweep.Handler {
+	return &sweep.Handler{
+		Sweeper: &sweep.Sweeper{
+			Ledger:  d.Ledger,
+			RF:      d.RF,
+			Lease:   d.Lease,
+			Retrier: d.Decisions,
+			Rules: sweep.Rules{
+				Hold:            d.Config.RewardHold,
+				AllowMetrics:    d.Config.RewardIssueMetrics,
+				MaxPerRecipient: d.Config.RewardMaxPerMonth,
+			},
+			DryRun: d.Config.DryRun,
+			Log:    d.Log,
+		},
+		Metrics: observe.New(d.Log, "reward-sweep"),
+	}
 }

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
+	"github.com/refbridge/refbridge/shared/sweep"
+	"github.com/refbridge/refbridge/shared/wiring"
+)
+
+// env is the local configuration of a test: the simulator as RF, in-memory state, no hold.
+func env(sim *rfsimtest.Sim, extra map[string]string) func(string) string {
+	vars := map[string]string{
+		"RF_API_URL": sim.URL, "RF_API_TOKEN": sim.Token, "RF_CAMPAIGN_IDS": "1",
+		"RF_WEBHOOK_SECRET": "local-secret", "REWARD_HOLD_DAYS": "0", "AWS_REGION": "us-east-1",
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	return func(k string) string { return vars[k] }
+}
+
+func post(t *testing.T, url string, hdr map[string]string, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", url, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestServerRoutes(t *testing.T) {
+	sim := rfsimtest.New(t)
+	sim.SeedDemo(t)
+	d, err := wiring.Local(t.Context(), env(sim, nil), slog.New(slog.DiscardHandler), config.Need{RFAPIToken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(routes(d))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	// RF's webhook, through the same handler as the Lambda: the secret is checked.
+	lead := `{"id": 5, "email": "erin@example.com"}`
+	if status, _ := post(t, srv.URL+"/rf/webhook/lead-created", nil, lead); status != 401 {
+		t.Fatalf("no secret: %d", status)
+	}
+	status, body := post(t, srv.URL+"/rf/webhook/lead-created", map[string]string{"X-Webhook-Secret": "local-secret", "Content-Type": "application/json"}, lead)
+	if status != 200 || !strings.Contains(string(body), `"processed"`) {
+		t.Fatalf("lead-created: %d %s", status, body)
+	}
+	// Stripe's route answers bad signatures as the Lambda does.
+	if status, _ := post(t, srv.URL+"/stripe/webhook", nil, `{}`); status != 400 {
+		t.Fatalf("unsigned stripe event: %d", status)
+	}
+
+	// POST /sweep runs the same sweep as the Lambda: a dry run first, then for real.
+	status, body = post(t, srv.URL+"/sweep", nil, `{"dry_run": true}`)
+	var sum sweep.Summary
+	if err := json.Unmarshal(body, &sum); status != 200 || err != nil || !sum.DryRun || sum.WouldIssue != 2 || sum.Issued != 0 {
+		t.Fatalf("dry sweep: %d %s", status, body)
+	}
+	status, body = post(t, srv.URL+"/sweep", nil, "")
+	if err := json.Unmarshal(body, &sum); status != 200 || err != nil || sum.Issued != 2 || !sum.Complete {
+		t.Fatalf("sweep: %d %s", status, body)
+	}
+	if status, body := post(t, srv.URL+"/sweep", nil, `{"dry_run": "yes"`); status != 400 || !strings.Contains(string(body), "error") {
+		t.Fatalf("malformed body: %d %s", status, body)
+	}
+	if status, _ := post(t, srv.URL+"/nowhere", nil, ""); status != 404 {
+		t.Fatalf("unknown path: %d", status)
+	}
+}
+
+func TestSweepCommand(t *testing.T) {
+	sim := rfsimtest.New(t)
+	sim.SeedDemo(t)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"sweep", "-dry-run"}, env(sim, nil), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var sum sweep.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil || !sum.DryRun || sum.WouldIssue != 2 || sum.Listed != 2 {
+		t.Fatalf("summary %s (%v)", out.String(), err)
+	}
+	if n := len(sim.Server.IssuedRewards("amount")) + len(sim.Server.IssuedRewards("coupon")); n != 1 {
+		t.Fatalf("a dry run changed RF: %d issued rewards, the seed has 1", n)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{nil, nil, 2, "usage"},
+		{[]string{"launch"}, nil, 2, "unknown command"},
+		{[]string{"sweep", "-bogus"}, nil, 2, "bogus"},
+		{[]string{"sweep", "extra"}, nil, 2, "unexpected arguments"},
+		{[]string{"sweep"}, map[string]string{"RF_API_TOKEN": ""}, 1, "RF_API_TOKEN"},
+		{[]string{"sweep"}, map[string]string{"REWARD_HOLD_DAYS": "soon"}, 1, "REWARD_HOLD_DAYS"},
+	} {
+		out.Reset()
+		errb.Reset()
+		if code := run(context.Background(), tt.args, env(sim, tt.env), &out, &errb); code != tt.code || !strings.Contains(errb.String(), tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tt.args, code, errb.String(), tt.code, tt.want)
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/httpx"
+	"github.com/refbridge/refbridge/shared/sweep"
+	"github.com/refbridge/refbridge/shared/wiring"
+)
+
+// serve runs the local server until ctx ends.
+func serve(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	d, err := wiring.Local(ctx, getenv, log, config.Need{RFAPIToken: true})
+	if err != nil {
+		return err
+	}
+	warnUnconfigured(log, d)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	log.Info("refbridge listening", "url", "http://"+ln.Addr().String(), "state", stateKind(d))
+	return serveOn(ctx, ln, routes(d))
+}
+
+// routes are the local server's: the Lambda functions' handlers under the paths PRODUCT.md names.
+func routes(d wiring.Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /stripe/webhook", httpx.HTTP(d.StripeWebhook()))
+	mux.Handle("POST /rf/webhook/{kind}", httpx.HTTP(d.RFWebhook()))
+	mux.Handle("POST /sweep", sweepHTTP(d.Sweep()))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return mux
+}
+
+// sweepHTTP runs one sweep per POST /sweep. The body is optional: {"dry_run": true} (or
+// ?dry_run=true) rehearses the run. 200 with the summary; 400 for a malformed body; 500 with
+// the summary and the error when the run failed.
+func sweepHTTP(h *sweep.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req sweep.Request
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+		if err != nil {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "body over 64 KiB"})
+			return
+		}
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, &req); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body is not a sweep request: want {\"dry_run\": true|false}"})
+				return
+			}
+		}
+		if r.URL.Query().Get("dry_run") == "true" {
+			req.DryRun = true
+		}
+		sum, err := h.Handle(r.Context(), req)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, struct {
+				Error   string        `json:"error"`
+				Summary sweep.Summary `json:"summary"`
+			}{err.Error(), sum})
+			return
+		}
+		writeJSON(w, http.StatusOK, sum)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// serveOn serves until ctx ends, then lets requests in flight finish (up to 10 s).
+func serveOn(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// warnUnconfigured says which routes refuse everything for want of a secret, so a first local
+// run explains its 400s and 401s.
+func warnUnconfigured(log *slog.Logger, d wiring.Deps) {
+	if len(d.Config.StripeWebhookSecrets) == 0 {
+		log.Warn("STRIPE_WEBHOOK_SECRETS is unset: POST /stripe/webhook answers every event 400 (stripe listen prints the whsec_ to use)")
+	}
+	if len(d.Config.RFWebhookSecrets) == 0 {
+		log.Warn("RF_WEBHOOK_SECRET is unset: POST /rf/webhook/{kind} answers every delivery 401")
+	}
+	if d.Config.DryRun {
+		log.Info("DRY_RUN: decisions are recorded, nothing is changed in Referral Factory or Stripe")
+	}
+}
+
+func stateKind(d wiring.Deps) string {
+	if d.Config.StateTable == "" {
+		return "in memory (STATE_TABLE unset)"
+	}
+	return fmt.Sprintf("DynamoDB table %s", d.Config.StateTable)
+}
