@@ -36,7 +36,8 @@ type Facts struct {
 	// Qualification is the one matched to the reward; nil for a reward with none behind it
 	// (a join reward), which is held from FirstSeenAt.
 	Qualification *Qualification
-	// IssuedThisMonth counts the rewards refbridge issued to the same recipient this month.
+	// IssuedThisMonth counts the rewards recorded as issued to the same recipient this calendar
+	// month (UTC): by the sweep, or by hand in RF and reported by its webhook.
 	IssuedThisMonth int
 }
 

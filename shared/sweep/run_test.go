@@ -20,6 +20,7 @@ import (
 	"github.com/refbridge/refbridge/shared/ratelimit"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
+	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
 	"github.com/refbridge/refbridge/shared/stripeevents"
 )
@@ -221,7 +222,53 @@ func TestRecordedAsIssuedIsNeverIssuedAgain(t *testing.T) {
 	})
 }
 
+// Issued by hand in RF's dashboard, with no webhook to tell refbridge: RF no longer lists it
+// as due, so the sweep never touches it.
+func TestIssuedByHandInRFIsNotIssuedAgain(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		id := qualifyErin(t, e, 30)
+		if _, err := e.sim.Server.IssueReward(int(id)); err != nil {
+			t.Fatal(err)
+		}
+		e.sim.Server.ClearCalls()
+		sum, err := e.s.Run(context.Background())
+		// Listed: Alice's reward (held) and Erin's coupon (issued, her qualification is old).
+		if err != nil || issueCalls(e.sim, id) != 0 || sum.Listed != 2 || sum.Issued != 1 {
+			t.Fatalf("%+v %v, %d issue calls for the one issued by hand", sum, err, issueCalls(e.sim, id))
+		}
+	})
+}
+
 func TestCrashes(t *testing.T) {
+	// RF applied the issue but its answer never arrived (a timeout, a reset): the client says
+	// the outcome is unknown, the intent stays pending, and the next run finds the reward in
+	// RF's issued list and confirms it without calling again.
+	t.Run("answer lost", func(t *testing.T) {
+		both(t, func(t *testing.T, e env) {
+			ctx := context.Background()
+			id := qualifyErin(t, e, 30)
+			e.s.Rules.AllowMetrics = []string{"amount"}
+			if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/rewards/issue/{id}", Status: 502, When: rfsim.WhenAfter, Count: 1}); err != nil {
+				t.Fatal(err)
+			}
+			sum, err := e.s.Run(ctx)
+			if err != nil || sum.Failed != 1 || rfStatus(t, e, id) != rf.StatusIssued {
+				t.Fatalf("lost answer: %+v %v", sum, err)
+			}
+			calls := issueCalls(e.sim, 0)
+			sum, err = e.s.Run(ctx)
+			if err != nil || sum.Reconciled != 1 || issueCalls(e.sim, 0) != calls {
+				t.Fatalf("next run: %+v %v, %d issue calls after %d", sum, err, issueCalls(e.sim, 0), calls)
+			}
+			if n := issueCalls(e.sim, id); n != 1 || rfStatus(t, e, id) != rf.StatusIssued {
+				t.Fatalf("%d issue calls, status %q", n, rfStatus(t, e, id))
+			}
+			if rec, _ := e.ledger.DueRewardRecord(ctx, id); rec.State != ledger.RewardIssued {
+				t.Fatalf("not recorded issued: %+v", rec)
+			}
+			issuedToBob(t, e, e.clock.Now(), 1)
+		})
+	})
 	t.Run("after the call, before the confirm", func(t *testing.T) {
 		both(t, func(t *testing.T, e env) {
 			ctx := context.Background()
