@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -45,13 +44,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, args[1:], getenv, log, stderr)
+		err = serve(ctx, args[1:], getenv, stderr)
 	case "sweep":
-		err = sweepOnce(ctx, args[1:], getenv, log, stdout, stderr)
+		err = sweepOnce(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

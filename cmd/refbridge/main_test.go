@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -47,7 +46,7 @@ func post(t *testing.T, url string, hdr map[string]string, body string) (int, []
 func TestServerRoutes(t *testing.T) {
 	sim := rfsimtest.New(t)
 	sim.SeedDemo(t)
-	d, err := wiring.Local(t.Context(), env(sim, nil), slog.New(slog.DiscardHandler), config.Need{RFAPIToken: true})
+	d, err := wiring.Local(t.Context(), env(sim, nil), io.Discard, config.Need{RFAPIToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}

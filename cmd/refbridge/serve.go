@@ -19,22 +19,22 @@ import (
 )
 
 // serve runs the local server until ctx ends.
-func serve(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	d, err := wiring.Local(ctx, getenv, log, config.Need{RFAPIToken: true})
+	d, err := wiring.Local(ctx, getenv, stderr, config.Need{RFAPIToken: true})
 	if err != nil {
 		return err
 	}
-	warnUnconfigured(log, d)
+	warnUnconfigured(d.Log, d)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	log.Info("refbridge listening", "url", "http://"+ln.Addr().String(), "state", stateKind(d))
+	d.Log.Info("refbridge listening", "url", "http://"+ln.Addr().String(), "state", stateKind(d))
 	return serveOn(ctx, ln, routes(d))
 }
 

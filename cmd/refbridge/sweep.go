@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
-	"log/slog"
 
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/sweep"
@@ -13,14 +12,14 @@ import (
 )
 
 // sweepOnce runs one reward sweep, as the scheduled Lambda does, and prints its summary.
-func sweepOnce(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger, stdout, stderr io.Writer) error {
+func sweepOnce(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
 	dry := fs.Bool("dry-run", false, "decide and record, issue and cancel nothing (as DRY_RUN=true)")
 	timeout := fs.Duration("timeout", 0, "time budget, as the Lambda's timeout: the run stops starting new work 15 s before and saves its checkpoint (0: none)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	d, err := wiring.Local(ctx, getenv, log, config.Need{RFAPIToken: true})
+	d, err := wiring.Local(ctx, getenv, stderr, config.Need{RFAPIToken: true})
 	if err != nil {
 		return err
 	}

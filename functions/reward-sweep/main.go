@@ -5,28 +5,30 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/observe"
 	"github.com/refbridge/refbridge/shared/sweep"
 	"github.com/refbridge/refbridge/shared/wiring"
 )
 
+const name = "reward-sweep"
+
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	h, err := setup(context.Background(), log)
+	h, err := setup(context.Background())
 	if err != nil {
-		log.Error("reward-sweep cannot start", "error", err.Error())
+		// The message names the setting; Lambda reports the exit as an init failure.
+		observe.NewLogger(os.Stdout, observe.LogOptions{Function: name}).Error(name+" cannot start", "error", err.Error())
 		os.Exit(1)
 	}
 	lambda.Start(h.Handle)
 }
 
-func setup(ctx context.Context, log *slog.Logger) (*sweep.Handler, error) {
-	d, err := wiring.Lambda(ctx, log, config.Need{RFAPIToken: true})
+func setup(ctx context.Context) (*sweep.Handler, error) {
+	d, err := wiring.Lambda(ctx, name, config.Need{RFAPIToken: true})
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -18,24 +17,23 @@ func TestSetupStopsOnBadConfiguration(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AWS_REGION", "us-east-1")
-	log := slog.New(slog.DiscardHandler)
-	if _, err := setup(context.Background(), log); err == nil || !strings.Contains(err.Error(), "RF_API_TOKEN") {
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "RF_API_TOKEN") {
 		t.Fatalf("err = %v", err)
 	}
 	t.Setenv("RF_API_TOKEN", "tok")
-	if _, err := setup(context.Background(), log); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
 		t.Fatalf("without a table: %v", err)
 	}
 	t.Setenv("STATE_TABLE", "refbridge-state")
 	t.Setenv("REWARD_ISSUE_ALLOW_METRICS", "amount,points")
-	if _, err := setup(context.Background(), log); err == nil || !strings.Contains(err.Error(), "REWARD_ISSUE_ALLOW_METRICS") {
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "REWARD_ISSUE_ALLOW_METRICS") {
 		t.Fatalf("unknown metric: %v", err)
 	}
 	t.Setenv("REWARD_ISSUE_ALLOW_METRICS", "coupon,amount")
 	t.Setenv("REWARD_HOLD_DAYS", "30")
 	t.Setenv("REWARD_MAX_PER_RECIPIENT_PER_MONTH", "3")
 	t.Setenv("DRY_RUN", "true")
-	h, err := setup(context.Background(), log)
+	h, err := setup(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -15,18 +14,17 @@ func TestSetupStopsOnBadConfiguration(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AWS_REGION", "us-east-1")
-	log := slog.New(slog.DiscardHandler)
-	if _, err := setup(context.Background(), log); err == nil || !strings.Contains(err.Error(), "RF_WEBHOOK_SECRET") {
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "RF_WEBHOOK_SECRET") {
 		t.Fatalf("err = %v", err)
 	}
 	t.Setenv("RF_API_TOKEN", "tok")
 	t.Setenv("RF_WEBHOOK_SECRET", "s1,s2")
-	if _, err := setup(context.Background(), log); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
 		t.Fatalf("without a table: %v", err)
 	}
 	t.Setenv("STATE_TABLE", "refbridge-state")
 	t.Setenv("RF_WEBHOOK_FIELDS", "code=referral_code")
-	h, err := setup(context.Background(), log)
+	h, err := setup(context.Background())
 	if err != nil || len(h.Secrets) != 2 || h.Fields["code"] != "referral_code" {
 		t.Fatalf("complete configuration: %+v %v", h, err)
 	}

@@ -5,29 +5,31 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/httpx"
+	"github.com/refbridge/refbridge/shared/observe"
 	"github.com/refbridge/refbridge/shared/stripewebhook"
 	"github.com/refbridge/refbridge/shared/wiring"
 )
 
+const name = "stripe-webhook"
+
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	h, err := setup(context.Background(), log)
+	h, err := setup(context.Background())
 	if err != nil {
-		log.Error("stripe-webhook cannot start", "error", err.Error())
+		// The message names the setting; Lambda reports the exit as an init failure.
+		observe.NewLogger(os.Stdout, observe.LogOptions{Function: name}).Error(name+" cannot start", "error", err.Error())
 		os.Exit(1)
 	}
 	lambda.Start(httpx.FunctionURL(h))
 }
 
-func setup(ctx context.Context, log *slog.Logger) (*stripewebhook.Handler, error) {
-	d, err := wiring.Lambda(ctx, log, config.Need{RFAPIToken: true, StripeWebhookSecrets: true})
+func setup(ctx context.Context) (*stripewebhook.Handler, error) {
+	d, err := wiring.Lambda(ctx, name, config.Need{RFAPIToken: true, StripeWebhookSecrets: true})
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -15,18 +14,17 @@ func TestSetupStopsOnBadConfiguration(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AWS_REGION", "us-east-1")
-	log := slog.New(slog.DiscardHandler)
-	_, err := setup(context.Background(), log)
+	_, err := setup(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "RF_API_TOKEN") || !strings.Contains(err.Error(), "STRIPE_WEBHOOK_SECRETS") {
 		t.Fatalf("err = %v", err)
 	}
 	t.Setenv("RF_API_TOKEN", "tok")
 	t.Setenv("STRIPE_WEBHOOK_SECRETS", "whsec_1")
-	if _, err := setup(context.Background(), log); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
 		t.Fatalf("without a table: %v", err)
 	}
 	t.Setenv("STATE_TABLE", "refbridge-state")
-	if h, err := setup(context.Background(), log); err != nil || h == nil || len(h.Secrets) != 1 {
+	if h, err := setup(context.Background()); err != nil || h == nil || len(h.Secrets) != 1 {
 		t.Fatalf("complete configuration: %v", err)
 	}
 }

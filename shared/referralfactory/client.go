@@ -76,8 +76,18 @@ type Client struct {
 	log            *slog.Logger
 	userAgent      string
 	sleep          func(ctx context.Context, d time.Duration) error
+	observe        func(ctx context.Context, a Attempt)
 
 	requests, rateLimited, retries atomic.Int64
+}
+
+// Attempt describes one HTTP attempt, for metrics: never the query or the body, which may
+// carry personal data.
+type Attempt struct {
+	Method   string
+	Path     string // relative to the API base, e.g. /rewards/issue/123
+	Status   int    // 0 when no response arrived (a network error, a timeout)
+	Duration time.Duration
 }
 
 // Option configures a Client.
@@ -103,6 +113,12 @@ func WithAttemptTimeout(d time.Duration) Option { return func(c *Client) { c.att
 
 // WithLogger sets the logger for retries. The token is never logged.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// WithObserver calls f after every HTTP attempt (retries included), e.g. to count calls, 429s
+// and latency. f must be quick: it runs on the caller's goroutine.
+func WithObserver(f func(ctx context.Context, a Attempt)) Option {
+	return func(c *Client) { c.observe = f }
+}
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
@@ -281,7 +297,15 @@ func (c *Client) attempt(ctx context.Context, cl call, u *url.URL, payload []byt
 	}
 
 	c.requests.Add(1)
+	start := time.Now()
 	resp, err := c.hc.Do(req)
+	if c.observe != nil {
+		a := Attempt{Method: cl.method, Path: path, Duration: time.Since(start)}
+		if resp != nil {
+			a.Status = resp.StatusCode
+		}
+		c.observe(ctx, a)
+	}
 	if err != nil {
 		err = fmt.Errorf("%s %s: %w", cl.method, path, c.redactErr(err))
 		switch {

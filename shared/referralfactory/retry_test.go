@@ -291,14 +291,19 @@ func TestDefaultLimiterPacesRequests(t *testing.T) {
 	}
 }
 
-func TestRateLimitedCounter(t *testing.T) {
+func TestRateLimitedCounterAndObserver(t *testing.T) {
 	f, _ := script(t, status(429, "Retry-After", "1"), status(429), status(200))
-	c := newClient(t, f.URL+"/api/v2")
+	var seen []Attempt
+	c := newClient(t, f.URL+"/api/v2", WithObserver(func(_ context.Context, a Attempt) { seen = append(seen, a) }))
 	if _, err := c.GetUser(context.Background(), "abc"); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.Stats(); st.RateLimited != 2 || st.Requests != 3 {
 		t.Errorf("stats = %+v", st)
+	}
+	if len(seen) != 3 || seen[0].Status != 429 || seen[1].Status != 429 || seen[2].Status != 200 ||
+		seen[2].Method != "GET" || seen[2].Path != "/users/abc" || seen[2].Duration <= 0 {
+		t.Errorf("observed %+v", seen)
 	}
 }
 

@@ -142,10 +142,13 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	if err := json.Unmarshal(res.Data, &s); err != nil {
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "stored result unreadable; retry later"}
 	}
+	log.InfoContext(ctx, "rf webhook handled", "kind", string(kind), "user", user.ID, "outcome", s.Outcome,
+		"reason", s.Reason, "replayed", res.Replayed)
 	if res.Replayed {
+		h.Metrics.Count(ctx, "Events", 1, observe.Dimension{Name: "EventType", Value: string(kind)}, observe.Dimension{Name: "Outcome", Value: "duplicate"})
 		return httpx.Outcome{Kind: httpx.Duplicate, Reason: "already recorded: " + s.Reason}
 	}
-	h.Metrics.Count(ctx, "RF_"+string(kind)+"_"+s.Outcome, 1)
+	h.Metrics.Count(ctx, "Events", 1, observe.Dimension{Name: "EventType", Value: string(kind)}, observe.Dimension{Name: "Outcome", Value: s.Outcome})
 	kindOut := httpx.Processed
 	if s.Outcome == "ignored" {
 		kindOut = httpx.Ignored

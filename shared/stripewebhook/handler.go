@@ -57,7 +57,7 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	ev, err := stripeevents.Verify(r.Body, r.Header["stripe-signature"], h.Secrets, 0)
 	if err != nil {
 		log.WarnContext(ctx, "stripe delivery rejected", "error", err.Error())
-		h.Metrics.Count(ctx, "Rejected", 1)
+		h.Metrics.Count(ctx, "SignatureRejected", 1)
 		return httpx.Outcome{Kind: httpx.Invalid, Reason: verifyReason(err)}
 	}
 	log = log.With("event", ev.ID, "type", ev.Type)
@@ -95,10 +95,12 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	if err := json.Unmarshal(res.Data, &s); err != nil {
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "stored result unreadable; retry later"}
 	}
-	log.InfoContext(ctx, "stripe event handled", "outcome", s.Outcome, "replayed", res.Replayed)
-	if !res.Replayed {
-		h.Metrics.Count(ctx, "Outcome_"+s.Outcome, 1)
+	log.InfoContext(ctx, "stripe event handled", "outcome", s.Outcome, "reason", s.Reason, "replayed", res.Replayed)
+	outcome := s.Outcome
+	if res.Replayed {
+		outcome = "duplicate"
 	}
+	h.Metrics.Count(ctx, "Events", 1, observe.Dimension{Name: "EventType", Value: ev.Type}, observe.Dimension{Name: "Outcome", Value: outcome})
 	if res.Replayed {
 		return httpx.Outcome{Kind: httpx.Duplicate, Reason: "event already processed: " + s.Outcome}
 	}

@@ -88,10 +88,24 @@ func bothWith(t *testing.T, live bool, mod func(*referrals.Settings), test func(
 			logs := &syncBuffer{}
 			log := slog.New(slog.NewJSONHandler(logs, nil))
 			h := &Handler{Secrets: []string{"whsec_rotated_new", secret}, Live: live, Decisions: dec,
-				Once: idempotency.New(idem, idempotency.Config{}), Log: log, Metrics: observe.New(log, "stripe-webhook")}
+				Once: idempotency.New(idem, idempotency.Config{}), Log: log, Metrics: observe.New(logs, "stripe-webhook")}
 			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim, logs: logs})
 		})
 	}
+}
+
+// metricLine reports whether one log line holds every part (an EMF line's values and dimensions).
+func metricLine(logs string, parts ...string) bool {
+	for _, line := range strings.Split(logs, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 func fixture(t *testing.T, name string) []byte {
@@ -441,7 +455,7 @@ func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
 		if !erinQualified(t, e.sim) {
 			t.Fatal("refbridge unqualified a lead whose reward was already issued")
 		}
-		if !strings.Contains(e.logs.String(), `"Outcome_reversal_after_issue":1`) {
+		if !metricLine(e.logs.String(), `"Events":1`, `"EventType":"charge.refunded"`, `"Outcome":"reversal_after_issue"`, `"_aws"`) {
 			t.Fatal("no metric for the reversal after issue")
 		}
 	})

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
@@ -207,8 +209,8 @@ func TestHandler(t *testing.T) {
 		ctx := context.Background()
 		seedDue(t, e.sim, 2, 2, 0)
 		e.s.Rules.Hold = 0
-		metrics := &counter{}
-		h := &Handler{Sweeper: e.s, Metrics: metrics}
+		var emf syncBuffer
+		h := &Handler{Sweeper: e.s, Metrics: observe.New(&emf, "reward-sweep")}
 
 		// The scheduler's payload carries fields the sweep does not read.
 		var req Request
@@ -243,8 +245,9 @@ func TestHandler(t *testing.T) {
 		if !errors.Is(err, ErrFailures) || sum.Failed != 1 || sum.Issued != 1 {
 			t.Fatalf("one refused: %+v %v", sum, err)
 		}
-		if metrics.get("RewardsFailed") != 1 || metrics.get("RewardsIssued") != 1 {
-			t.Fatalf("metrics %v", metrics.counts)
+		if last := lastLine(emf.String()); !strings.Contains(last, `"RewardsFailed":1`) || !strings.Contains(last, `"RewardsIssued":1`) ||
+			!strings.Contains(last, `"SweepIncomplete":0`) || !strings.Contains(last, `"Function":"reward-sweep"`) {
+			t.Fatalf("metrics %s", last)
 		}
 		// The next run issues it.
 		if sum, err = h.Handle(ctx, Request{}); err != nil || sum.Issued != 1 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/refbridge/refbridge/shared/lease"
+	"github.com/refbridge/refbridge/shared/observe"
 )
 
 // Request is the payload of a sweep invocation: the schedule's (EventBridge Scheduler sends the
@@ -17,15 +18,10 @@ type Request struct {
 	DryRun bool `json:"dry_run,omitempty"`
 }
 
-// Counter receives the run's counts as metrics (observe.Metrics).
-type Counter interface {
-	Count(ctx context.Context, name string, n int)
-}
-
 // Handler runs one sweep per invocation.
 type Handler struct {
 	Sweeper *Sweeper
-	Metrics Counter // optional
+	Metrics *observe.Metrics // nil: none
 }
 
 // ErrFailures is returned when the run went through but some rewards failed: the invocation
@@ -56,23 +52,27 @@ func (h *Handler) Handle(ctx context.Context, req Request) (Summary, error) {
 	return sum, nil
 }
 
+// count writes the run's numbers as one EMF line. Every run writes every value, zeros
+// included, so alarms on a maximum (unmatched invoices piling up) see the fall as well as the
+// rise.
 func (h *Handler) count(ctx context.Context, sum Summary, err error) {
-	if h.Metrics == nil {
-		return
+	waiting := 0
+	for _, n := range sum.Waiting {
+		waiting += n
 	}
-	for name, n := range map[string]int{
-		"RewardsIssued":    sum.Issued,
-		"RewardsCanceled":  sum.Canceled,
-		"RewardsFailed":    sum.Failed,
-		"RFRateLimited":    int(sum.RateLimited),
-		"UnmatchedExpired": sum.UnmatchedExpired,
-	} {
-		if n > 0 {
-			h.Metrics.Count(ctx, name, n)
-		}
-	}
+	incomplete := 0
 	if err != nil || !sum.Complete {
 		// A pass that keeps not finishing means more work than a run's time: worth an alarm.
-		h.Metrics.Count(ctx, "SweepIncomplete", 1)
+		incomplete = 1
 	}
+	h.Metrics.Emit(ctx, []observe.Value{
+		{Name: "RewardsIssued", Value: float64(sum.Issued)},
+		{Name: "RewardsCanceled", Value: float64(sum.Canceled)},
+		{Name: "RewardsWaiting", Value: float64(waiting)},
+		{Name: "RewardsFailed", Value: float64(sum.Failed)},
+		{Name: "UnmatchedWaiting", Value: float64(sum.UnmatchedWaiting)},
+		{Name: "UnmatchedExpired", Value: float64(sum.UnmatchedExpired)},
+		{Name: "SweepIncomplete", Value: float64(incomplete)},
+		{Name: "SweepDuration", Value: float64(sum.DurationMS), Unit: observe.UnitMilliseconds},
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -52,22 +53,28 @@ type Deps struct {
 	Decisions   *referrals.Service
 	Customers   *stripecustomers.Client // nil without STRIPE_API_KEY
 	Log         *slog.Logger
+
+	metrics *observe.Metrics // nil: none (local runs)
 }
 
-// Lambda builds the dependencies of a function needing need, from the environment, on the
-// DynamoDB table STATE_TABLE names.
-func Lambda(ctx context.Context, log *slog.Logger, need config.Need) (Deps, error) {
-	return build(ctx, os.Getenv, log, need, true)
+// Lambda builds the dependencies of the named function ("stripe-webhook", "rf-webhook",
+// "reward-sweep") from the environment, on the DynamoDB table STATE_TABLE names. Its JSON logs
+// (level AWS_LAMBDA_LOG_LEVEL) and EMF metrics go to stdout.
+func Lambda(ctx context.Context, function string, need config.Need) (Deps, error) {
+	out := observe.Sync(os.Stdout)
+	return build(ctx, os.Getenv, need, true, out, observe.New(out, function), function)
 }
 
-// Local builds the dependencies of the local server and CLI from getenv: on DynamoDB when
-// STATE_TABLE is set (AWS_ENDPOINT_URL_DYNAMODB points it at DynamoDB Local), else in memory,
-// with an in-process rate limiter. Secrets given by *_ARN are read as in Lambda.
-func Local(ctx context.Context, getenv func(string) string, log *slog.Logger, need config.Need) (Deps, error) {
-	return build(ctx, getenv, log, need, false)
+// Local builds the dependencies of the local server and CLI from getenv, logging to out: on
+// DynamoDB when STATE_TABLE is set (AWS_ENDPOINT_URL_DYNAMODB points it at DynamoDB Local), else
+// in memory, with an in-process rate limiter. Secrets given by *_ARN are read as in Lambda.
+// No metrics are written.
+func Local(ctx context.Context, getenv func(string) string, out io.Writer, need config.Need) (Deps, error) {
+	return build(ctx, getenv, need, false, out, nil, "refbridge")
 }
 
-func build(ctx context.Context, getenv func(string) string, log *slog.Logger, need config.Need, requireTable bool) (Deps, error) {
+func build(ctx context.Context, getenv func(string) string, need config.Need, requireTable bool,
+	out io.Writer, metrics *observe.Metrics, function string) (Deps, error) {
 	aws, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return Deps{}, fmt.Errorf("AWS configuration: %w", err)
@@ -76,26 +83,35 @@ func build(ctx context.Context, getenv func(string) string, log *slog.Logger, ne
 	if err != nil {
 		return Deps{}, err
 	}
-	d := Deps{Config: cfg, Log: log}
-	var limiter rf.Option
+	log := observe.NewLogger(out, observe.LogOptions{Function: function, Level: observe.Level(getenv("AWS_LAMBDA_LOG_LEVEL")),
+		Secrets: secrets(cfg)})
+	d := Deps{Config: cfg, Log: log, metrics: metrics}
+	rfOpts := []rf.Option{rf.WithLogger(log)}
+	if metrics != nil {
+		rfOpts = append(rfOpts, rfMetrics(metrics))
+	}
 	switch {
 	case cfg.StateTable != "":
-		db := dynamodb.NewFromConfig(aws)
+		var ddbOpts []func(*dynamodb.Options)
+		if metrics != nil {
+			ddbOpts = append(ddbOpts, ddbMetrics(metrics))
+		}
+		db := dynamodb.NewFromConfig(aws, ddbOpts...)
 		bucket, err := ratelimit.New(db, cfg.StateTable, "rf", ratelimit.PerMinute(cfg.RFRatePerMinute))
 		if err != nil {
 			return Deps{}, err
 		}
-		limiter = rf.WithLimiter(bucket)
+		rfOpts = append(rfOpts, rf.WithLimiter(bucket))
 		d.Ledger = ledger.NewDynamo(db, cfg.StateTable)
 		d.Idempotency = idempotency.NewDynamo(db, cfg.StateTable)
 		d.Lease = lease.NewDynamo(db, cfg.StateTable)
 	case requireTable:
 		return Deps{}, ErrNoTable
 	default:
-		limiter = rf.WithRatePerMinute(cfg.RFRatePerMinute)
+		rfOpts = append(rfOpts, rf.WithRatePerMinute(cfg.RFRatePerMinute))
 		d.Ledger, d.Idempotency, d.Lease = ledger.NewMemory(), idempotency.NewMemory(), lease.NewMemory()
 	}
-	if d.RF, err = rf.New(cfg.RFAPIURL, cfg.RFAPIToken, limiter, rf.WithLogger(log)); err != nil {
+	if d.RF, err = rf.New(cfg.RFAPIURL, cfg.RFAPIToken, rfOpts...); err != nil {
 		return Deps{}, err
 	}
 	d.Decisions = referrals.New(d.Ledger, d.RF, referrals.Settings{
@@ -109,6 +125,13 @@ func build(ctx context.Context, getenv func(string) string, log *slog.Logger, ne
 	return d, nil
 }
 
+// secrets are the configured values no log line may show.
+func secrets(c config.Config) []string {
+	s := []string{c.RFAPIToken, c.StripeAPIKey}
+	s = append(s, c.RFWebhookSecrets...)
+	return append(s, c.StripeWebhookSecrets...)
+}
+
 // StripeWebhook is the handler of Stripe's events (functions/stripe-webhook, POST /stripe/webhook).
 func (d Deps) StripeWebhook() *stripewebhook.Handler {
 	return &stripewebhook.Handler{
@@ -117,7 +140,7 @@ func (d Deps) StripeWebhook() *stripewebhook.Handler {
 		Decisions: d.Decisions,
 		Once:      idempotency.New(d.Idempotency, idempotency.Config{Expiration: stripeEventMemory}),
 		Log:       d.Log,
-		Metrics:   observe.New(d.Log, "stripe-webhook"),
+		Metrics:   d.metrics,
 	}
 }
 
@@ -133,7 +156,7 @@ func (d Deps) RFWebhook() *rfwebhook.Handler {
 		Once:        idempotency.New(d.Idempotency, idempotency.Config{Expiration: rfEventMemory}),
 		DryRun:      d.Config.DryRun,
 		Log:         d.Log,
-		Metrics:     observe.New(d.Log, "rf-webhook"),
+		Metrics:     d.metrics,
 	}
 	if d.Customers != nil { // a nil *Client in the interface would not read as "none"
 		h.Customers = d.Customers
@@ -143,7 +166,7 @@ func (d Deps) RFWebhook() *rfwebhook.Handler {
 
 // Sweep is the reward sweep (functions/reward-sweep, POST /sweep, `refbridge sweep`).
 func (d Deps) Sweep() *sweep.Handler {
-	return &sweep.Handler{
+	h := &sweep.Handler{
 		Sweeper: &sweep.Sweeper{
 			Ledger:  d.Ledger,
 			RF:      d.RF,
@@ -157,6 +180,9 @@ func (d Deps) Sweep() *sweep.Handler {
 			DryRun: d.Config.DryRun,
 			Log:    d.Log,
 		},
-		Metrics: observe.New(d.Log, "reward-sweep"),
 	}
+	if d.metrics != nil { // a nil *Metrics in the interface would not read as "none"
+		h.Metrics = d.metrics
+	}
+	return h
 }
