@@ -22,7 +22,8 @@ import (
 )
 
 // ErrDeadline means the wait for a token would outlast the context's deadline; nothing was taken.
-var ErrDeadline = errors.New("ratelimit: no token before the deadline")
+// It matches context.DeadlineExceeded, so callers treat it as running out of time, which it is.
+var ErrDeadline = fmt.Errorf("ratelimit: no token before the deadline: %w", context.DeadlineExceeded)
 
 // Limit is at most Events in any window of length Per, with bursts of up to Burst.
 type Limit struct {

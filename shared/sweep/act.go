@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/refbridge/refbridge/shared/ledger"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
@@ -40,14 +41,16 @@ func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Sum
 		facts.IssuedThisMonth = n
 		dec = Decide(facts, s.Rules, now)
 	}
-	s.log(ctx, d.ID, dec)
 	switch dec.Action {
 	case Skip:
 		sum.Skipped++
+		s.log(ctx, m, d, q, dec, "")
 	case Wait:
 		sum.Waiting[dec.Rule]++
+		s.log(ctx, m, d, q, dec, "")
 	case Issue, Cancel:
 		out, err := s.act(ctx, dec.Action, m, d)
+		s.log(ctx, m, d, q, dec, out.describe(err))
 		if err != nil {
 			return err
 		}
@@ -82,7 +85,9 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 				return &qs[i], nil
 			}
 		}
-		return nil, nil
+		// Never treat a matched reward as one with nothing behind it: that would issue a
+		// reward whose qualification was reversed.
+		return nil, fmt.Errorf("due reward %d: its qualification %d/%d is not among the recipient's", rec.ID, rec.Matched.LeadID, rec.Matched.Seq)
 	}
 	for i := range qs {
 		if qs[i].MatchedDueRewardID != 0 {
@@ -104,11 +109,28 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 type outcome int
 
 const (
-	acted       outcome = iota // called RF, and confirmed
-	alreadyDone                // an earlier attempt had done it: confirmed without a call
-	inProgress                 // an earlier attempt is recent: left alone
-	dryRun                     // nothing called
+	acted       outcome = iota + 1 // called RF, and confirmed
+	alreadyDone                    // an earlier attempt had done it: confirmed without a call
+	inProgress                     // an earlier attempt is recent: left alone
+	dryRun                         // nothing called
 )
+
+// describe is the result the decision log records beside the decision.
+func (o outcome) describe(err error) string {
+	switch {
+	case err != nil:
+		return "failed: " + err.Error()
+	case o == acted:
+		return "done"
+	case o == alreadyDone:
+		return "an earlier attempt had done it; confirmed without a new call"
+	case o == inProgress:
+		return "an earlier attempt is still recent; left for a later run"
+	case o == dryRun:
+		return "dry run: not called"
+	}
+	return ""
+}
 
 // act issues or cancels once: intent → call → confirm.
 func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward) (outcome, error) {
@@ -163,13 +185,24 @@ func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward
 	return acted, s.confirm(ctx, kind, r)
 }
 
-// confirm records an effect RF applied: the intent done, the reward settled.
+// confirm records an effect RF applied: the reward settled, then the intent done. In that
+// order: a settled reward is never acted on again, and an intent left pending by a failure in
+// between is reconciled by the next run. It writes even when the run's time has just run out:
+// the effect happened, and recording it is what keeps it from happening twice.
 func (s *Sweeper) confirm(ctx context.Context, kind ledger.IntentKind, r rf.IssuedReward) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmTimeout)
+	defer cancel()
+	if err := s.settle(ctx, kind, r.ID, r.RecipientID, r.Status); err != nil {
+		return err
+	}
 	if _, err := s.Ledger.FinishIntent(ctx, kind, ledger.DueRewardTarget(r.ID), ledger.IntentDone, ""); err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return fmt.Errorf("confirm %s of reward %d: %w", kind, r.ID, err)
 	}
-	return s.settle(ctx, kind, r.ID, r.RecipientID, r.Status)
+	return nil
 }
+
+// confirmTimeout bounds the writes that record an effect RF already applied.
+const confirmTimeout = 5 * time.Second
 
 // settle records the reward issued or canceled, as RF's status says when it is known.
 func (s *Sweeper) settle(ctx context.Context, kind ledger.IntentKind, id, recipientID int64, rfStatus string) error {
@@ -208,13 +241,17 @@ func (s *Sweeper) reconcile(ctx context.Context, b budget, sum *Summary) error {
 				metric = rf.Metric(rec.Metric)
 			}
 			r, found, err := s.settledInRF(ctx, id, metric)
-			if err != nil {
-				return err
+			if err == nil && found {
+				err = s.confirm(ctx, kind, r)
 			}
-			if found {
-				if err := s.confirm(ctx, kind, r); err != nil {
-					return err
-				}
+			switch {
+			case err != nil && outOfTime(ctx, err):
+				return nil
+			case err != nil:
+				// One intent RF will not tell about must not stop the others, nor the pass.
+				sum.Failed++
+				s.logger().WarnContext(ctx, "sweep could not reconcile an earlier attempt", "kind", string(kind), "reward", id, "error", err.Error())
+			case found:
 				sum.Reconciled++
 			}
 		}
@@ -244,10 +281,23 @@ func (s *Sweeper) settledInRF(ctx context.Context, id int64, m rf.Metric) (rf.Is
 	return rf.IssuedReward{}, false, nil
 }
 
-func (s *Sweeper) log(ctx context.Context, id int64, d Decision) {
-	err := s.Ledger.LogDecision(ctx, ledger.Decision{Subject: "due#" + strconv.FormatInt(id, 10), At: s.now(),
-		Rule: d.Rule, Outcome: string(d.Action), Reason: d.Reason})
-	if err != nil {
-		s.logger().WarnContext(ctx, "decision log write failed", "reward", id, "error", err.Error())
+// log records the decision, its reason and inputs, and what acting on it did.
+func (s *Sweeper) log(ctx context.Context, m rf.Metric, d rf.DueReward, q *ledger.Qualification, dec Decision, result string) {
+	in := map[string]string{"metric": string(m), "recipient_id": strconv.FormatInt(d.RecipientID, 10),
+		"can_be_issued": strconv.FormatBool(d.CanBeIssued)}
+	if q != nil {
+		in["qualification"] = fmt.Sprintf("%d/%d", q.LeadID, q.Seq)
 	}
+	if !dec.Until.IsZero() {
+		in["until"] = dec.Until.UTC().Format(time.RFC3339)
+	}
+	if result != "" {
+		in["result"] = result
+	}
+	err := s.Ledger.LogDecision(ctx, ledger.Decision{Subject: "due#" + strconv.FormatInt(d.ID, 10), At: s.now(),
+		Rule: dec.Rule, Outcome: string(dec.Action), Reason: dec.Reason, Inputs: in})
+	if err != nil {
+		s.logger().WarnContext(ctx, "decision log write failed", "reward", d.ID, "error", err.Error())
+	}
+	s.logger().DebugContext(ctx, "sweep decision", "reward", d.ID, "action", string(dec.Action), "rule", dec.Rule, "reason", dec.Reason, "result", result)
 }

@@ -64,7 +64,7 @@ func TestResumesFromTheCheckpoint(t *testing.T) {
 		ctx := context.Background()
 		ids := seedDue(t, e.sim, 6, 6, 0)
 		e.s.Rules.Hold = 0
-		cp, _ := json.Marshal(checkpoint{PassStarted: e.clock.Now(), Metric: rf.MetricAmount, AfterID: ids[3]})
+		cp, _ := json.Marshal(checkpoint{Metric: rf.MetricAmount, AfterID: ids[3]})
 		if err := e.ledger.SaveCheckpoint(ctx, Name, cp); err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestStopsWhenTimeIsShort(t *testing.T) {
 		ctx := context.Background()
 		ids := seedDue(t, e.sim, 3, 3, 0)
 		e.s.Rules.Hold = 0
-		cp, _ := json.Marshal(checkpoint{PassStarted: e.clock.Now(), Metric: rf.MetricAmount, AfterID: ids[0]})
+		cp, _ := json.Marshal(checkpoint{Metric: rf.MetricAmount, AfterID: ids[0]})
 		if err := e.ledger.SaveCheckpoint(ctx, Name, cp); err != nil {
 			t.Fatal(err)
 		}

@@ -82,7 +82,8 @@ func Decide(f Facts, r Rules, now time.Time) Decision {
 	if r.MaxPerRecipient > 0 && f.IssuedThisMonth >= r.MaxPerRecipient {
 		y, m, _ := now.UTC().Date()
 		next := time.Date(y, m+1, 1, 0, 0, 0, 0, time.UTC)
-		return Decision{Action: Wait, Reason: fmt.Sprintf("monthly cap of %d reached for the recipient", r.MaxPerRecipient), Until: next, Rule: "cap"}
+		return Decision{Action: Wait, Reason: fmt.Sprintf("monthly cap of %d reached for the recipient; issued from %s", r.MaxPerRecipient, next.Format(time.RFC3339)),
+			Until: next, Rule: "cap"}
 	}
 	return Decision{Action: Issue, Reason: "hold elapsed and the qualification stands", Rule: "issue"}
 }

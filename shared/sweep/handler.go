@@ -35,6 +35,9 @@ func (h *Handler) Handle(ctx context.Context, req Request) (Summary, error) {
 	if req.DryRun && !s.DryRun {
 		dry := *s
 		dry.DryRun = true
+		// The retrier was built for real runs (DRY_RUN=false): it would qualify leads. A
+		// rehearsal asked for by the request leaves unmatched invoices alone.
+		dry.Retrier = nil
 		s = &dry
 	}
 	sum, err := s.Run(ctx)

@@ -43,8 +43,9 @@ type Retrier interface {
 	RetryUnmatched(ctx context.Context, u ledger.Unmatched) (referrals.Result, error)
 }
 
-// RF is the part of the Referral Factory client the sweep uses. The sweep has a client of its
-// own (sharing the rate limiter), so its Stats are the sweep's calls.
+// RF is the part of the Referral Factory client the sweep uses. The summary's RF counts are
+// the difference of Stats over the run: exact in Lambda, where the process runs only the sweep;
+// in the local server they include the webhooks' calls made meanwhile.
 type RF interface {
 	DueRewards(m rf.Metric, opts rf.ListOptions) *rf.Pager[rf.DueReward]
 	IssuedRewards(m rf.Metric, opts rf.ListOptions) *rf.Pager[rf.IssuedReward]
@@ -53,7 +54,8 @@ type RF interface {
 	Stats() rf.Stats
 }
 
-// Name is the sweep's lease and checkpoint name in the state table.
+// Name is the sweep's lease and checkpoint name in the state table. A dry run keeps its
+// checkpoint under Name + "-dry-run", so a rehearsal never moves the real run's position.
 const Name = "reward-sweep"
 
 // Defaults of the Sweeper's settings.
@@ -142,9 +144,8 @@ var ErrTooManyFailures = errors.New("sweep: stopped after repeated failures")
 // that stays meaningful while issuing shifts RF's pages. It only saves work: exactly-once comes
 // from the intents, so handling a reward twice is harmless.
 type checkpoint struct {
-	PassStarted time.Time `json:"pass_started"`
-	Metric      rf.Metric `json:"metric,omitempty"`
-	AfterID     int64     `json:"after_id,omitempty"`
+	Metric  rf.Metric `json:"metric,omitempty"`
+	AfterID int64     `json:"after_id,omitempty"`
 }
 
 func (c checkpoint) String() string {
@@ -158,9 +159,9 @@ func (c checkpoint) String() string {
 // due rewards of every metric from the checkpoint on, deciding and acting on each. It stops
 // starting new work when the context's deadline comes near, saving the checkpoint.
 //
-// The error is for what stopped the run as a whole (the lease held elsewhere, RF's lists
-// unreadable, repeated failures); a single reward's failure is counted and logged, and the
-// reward is tried again in the next pass.
+// The error is for what stopped the run as a whole (the lease held elsewhere, the state table
+// unreadable, repeated failures); a single reward's failure, or a metric RF would not list, is
+// counted and logged, and tried again in the next pass.
 func (s *Sweeper) Run(ctx context.Context) (sum Summary, err error) {
 	started := time.Now()
 	sum = Summary{Waiting: map[string]int{}, DryRun: s.DryRun}
@@ -172,6 +173,12 @@ func (s *Sweeper) Run(ctx context.Context) (sum Summary, err error) {
 		s.report(ctx, sum, err)
 	}()
 
+	if _, ok := ctx.Deadline(); !ok {
+		// A run without a deadline (local) must still end before its lease does.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.staleAfter()-time.Minute)
+		defer cancel()
+	}
 	release, err := s.takeLease(ctx)
 	if err != nil {
 		return sum, err
@@ -184,9 +191,6 @@ func (s *Sweeper) Run(ctx context.Context) (sum Summary, err error) {
 		return sum, err
 	}
 	sum.Resumed = cp.Metric != ""
-	if cp.PassStarted.IsZero() {
-		cp.PassStarted = s.now()
-	}
 	if err := s.reconcile(ctx, b, &sum); err != nil {
 		return sum, err
 	}
@@ -232,7 +236,7 @@ func (p *pass) run(ctx context.Context) error {
 		start = slices.Index(metrics, p.cp.Metric)
 		if start < 0 { // a checkpoint this version does not know: begin again, losing nothing
 			p.s.logger().WarnContext(ctx, "sweep checkpoint names an unknown metric; starting over", "metric", string(p.cp.Metric))
-			start, p.cp = 0, checkpoint{PassStarted: p.cp.PassStarted}
+			start, p.cp = 0, checkpoint{}
 		}
 	}
 	for _, m := range metrics[start:] {
@@ -243,7 +247,16 @@ func (p *pass) run(ctx context.Context) error {
 		// Listed in full before any is acted on: issuing shifts RF's offset pages.
 		due, err := p.s.RF.DueRewards(m, rf.ListOptions{PerPage: rf.MaxPerPage}).Collect(ctx)
 		if err != nil {
-			return fmt.Errorf("list due %s rewards: %w", m, err)
+			if outOfTime(ctx, err) {
+				p.stopped = true
+				return nil
+			}
+			// One metric RF will not list (a 4xx for a metric the account does not use, say)
+			// must not block the others: the next pass tries it again.
+			p.sum.Failed++
+			p.s.logger().WarnContext(ctx, "sweep could not list due rewards; skipping the metric this pass", "metric", string(m), "error", err.Error())
+			p.cp.Metric, p.cp.AfterID = next(metrics, m), 0
+			continue
 		}
 		p.sum.Listed += len(due)
 		slices.SortFunc(due, func(a, b rf.DueReward) int { return cmp.Compare(a.ID, b.ID) })
@@ -255,7 +268,7 @@ func (p *pass) run(ctx context.Context) error {
 				p.stopped = true
 				return nil
 			}
-			if err := p.one(ctx, m, d); err != nil {
+			if err := p.one(ctx, m, d); err != nil || p.stopped {
 				return err
 			}
 		}
@@ -267,9 +280,12 @@ func (p *pass) run(ctx context.Context) error {
 // one handles a due reward and moves the checkpoint past it.
 func (p *pass) one(ctx context.Context, m rf.Metric, d rf.DueReward) error {
 	err := p.s.one(ctx, m, d, p.sum)
-	if ctx.Err() != nil {
-		// Cut off mid-reward: the checkpoint stays before it, so the next run handles it again.
-		return fmt.Errorf("due reward %d: %w", d.ID, errors.Join(err, ctx.Err()))
+	if outOfTime(ctx, err) {
+		// Cut off mid-reward (the deadline, no rate-limit token before it, a cancel): the
+		// checkpoint stays before it, so the next run handles it again. An RF call that may
+		// have gone out left its intent pending, for the next run to reconcile.
+		p.stopped = true
+		return nil
 	}
 	if err != nil {
 		p.sum.Failed++
@@ -288,6 +304,12 @@ func (p *pass) one(ctx context.Context, m rf.Metric, d rf.DueReward) error {
 		}
 	}
 	return nil
+}
+
+// outOfTime reports whether the run's time is up: the context ended, or an operation gave up
+// because its deadline would pass (a rate-limit token after it, say).
+func outOfTime(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // next is the metric after m; "" after the last.
@@ -344,7 +366,7 @@ func (s *Sweeper) takeLease(ctx context.Context) (release func(), err error) {
 
 func (s *Sweeper) loadCheckpoint(ctx context.Context) (checkpoint, error) {
 	var cp checkpoint
-	data, err := s.Ledger.LoadCheckpoint(ctx, Name)
+	data, err := s.Ledger.LoadCheckpoint(ctx, s.checkpointName())
 	if errors.Is(err, ledger.ErrNotFound) {
 		return cp, nil
 	}
@@ -370,7 +392,7 @@ func (s *Sweeper) saveCheckpoint(ctx context.Context, cp checkpoint) error {
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := s.Ledger.SaveCheckpoint(wctx, Name, data); err != nil {
+	if err := s.Ledger.SaveCheckpoint(wctx, s.checkpointName(), data); err != nil {
 		return fmt.Errorf("sweep: save checkpoint (%s): %w", cp, err)
 	}
 	return nil
@@ -396,6 +418,13 @@ func (s *Sweeper) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+func (s *Sweeper) checkpointName() string {
+	if s.DryRun {
+		return Name + "-dry-run"
+	}
+	return Name
 }
 
 func (s *Sweeper) staleAfter() time.Duration {

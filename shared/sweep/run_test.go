@@ -323,32 +323,53 @@ func TestDryRunIssuesNothing(t *testing.T) {
 	})
 }
 
-// Two overlapping runs: one takes the lease and acts, the other stops at once.
+// gatedLedger holds the first run that reads its checkpoint (it holds the lease by then) until
+// the test lets it go.
+type gatedLedger struct {
+	ledger.Store
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedLedger) LoadCheckpoint(ctx context.Context, name string) ([]byte, error) {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Store.LoadCheckpoint(ctx, name)
+}
+
+// Two overlapping runs: while one holds the lease, the other stops at once, having called
+// nothing; the first then does the work alone.
 func TestOverlappingRunsOneActs(t *testing.T) {
 	both(t, func(t *testing.T, e env) {
 		id := qualifyErin(t, e, 30)
-		var wg sync.WaitGroup
-		errs := make(chan error, 2)
-		for range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, err := e.s.Run(context.Background())
-				errs <- err
-			}()
+		g := &gatedLedger{Store: e.ledger, entered: make(chan struct{}), release: make(chan struct{})}
+		e.s.Ledger = g
+		first := make(chan error, 1)
+		go func() {
+			_, err := e.s.Run(context.Background())
+			first <- err
+		}()
+		<-g.entered // the first run holds the lease
+		callsBefore := len(e.sim.Server.Calls())
+		sum, err := e.s.Run(context.Background())
+		if !errors.Is(err, lease.ErrHeld) || sum.Listed != 0 || len(e.sim.Server.Calls()) != callsBefore {
+			t.Fatalf("second run: %+v %v, %d RF calls", sum, err, len(e.sim.Server.Calls())-callsBefore)
 		}
-		wg.Wait()
-		close(errs)
-		held := 0
-		for err := range errs {
-			if errors.Is(err, lease.ErrHeld) {
-				held++
-			} else if err != nil {
-				t.Fatal(err)
-			}
+		close(g.release)
+		if err := <-first; err != nil {
+			t.Fatal(err)
 		}
 		if n := issueCalls(e.sim, id); n != 1 {
-			t.Fatalf("%d issue calls (%d runs found the lease held)", n, held)
+			t.Fatalf("%d issue calls", n)
+		}
+		// The lease was released: the next run runs.
+		if _, err := e.s.Run(context.Background()); err != nil {
+			t.Fatalf("after the first run: %v", err)
 		}
 	})
 }

@@ -44,7 +44,11 @@ func (s *Sweeper) retryUnmatched(ctx context.Context, b budget, sum *Summary) er
 			sum.UnmatchedMatched++
 			continue
 		}
-		if _, err := s.Ledger.RescheduleUnmatched(ctx, u.InvoiceID, now.Add(cmp.Or(s.RetryEvery, defaultRetryEvery)), res.Reason); err != nil {
+		_, err = s.Ledger.RescheduleUnmatched(ctx, u.InvoiceID, now.Add(cmp.Or(s.RetryEvery, defaultRetryEvery)), res.Reason)
+		if errors.Is(err, ledger.ErrConflict) {
+			continue // resolved meanwhile (the lead-created webhook matched it): nothing to wait for
+		}
+		if err != nil {
 			return fmt.Errorf("reschedule unmatched %s: %w", u.InvoiceID, err)
 		}
 		sum.UnmatchedWaiting++
