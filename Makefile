@@ -1,12 +1,17 @@
 # refbridge — build, run and test. The README's two set-up commands are `make run` and `make test`.
 GO       ?= go
 ADDR     ?= 127.0.0.1:8081
-SEED     ?= testdata/rfsim-demo-seed.json
+SEED     ?= shared/rfsim/demoseed.json
 
-.PHONY: run test vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
+.PHONY: run rfsim test vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
 
-## run: start the Referral Factory simulator with the demo seed (Ctrl-C stops it)
+## run: the demo: the Referral Factory simulator, refbridge in memory, signed sample events, the
+## sweep, and the final state (no account anywhere)
 run:
+	$(GO) run ./cmd/refbridge demo
+
+## rfsim: the Referral Factory simulator alone, with the demo seed, until Ctrl-C
+rfsim:
 	$(GO) run ./cmd/rfsim -addr $(ADDR) -seed $(SEED)
 
 ## test: formatting, go vet and the whole suite with the race detector, against DynamoDB Local

@@ -23,7 +23,11 @@ import (
 const usage = `usage: refbridge <command> [flags]
 
 commands:
-  serve   the three handlers on one HTTP server (the target of stripe listen --forward-to)
+  demo    the whole story in one command, with no account anywhere: the RF simulator, refbridge
+          in memory, signed sample events, the sweep, and the final state
+  serve   the three handlers on one HTTP server (the target of stripe listen --forward-to);
+          -rf-sim runs the RF simulator in-process
+  send    sign a sample event (events/...) and POST it to a running server
   sweep   one reward sweep against the configured Referral Factory and store
 
 Configuration is the Lambda functions' environment (README "Configuration"); without
@@ -47,9 +51,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, args[1:], getenv, stderr)
+		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "sweep":
 		err = sweepOnce(ctx, args[1:], getenv, stdout, stderr)
+	case "send":
+		err = send(ctx, args[1:], getenv, stdout, stderr)
+	case "demo":
+		err = demo(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

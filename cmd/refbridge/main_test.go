@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
 	"github.com/refbridge/refbridge/shared/sweep"
 	"github.com/refbridge/refbridge/shared/wiring"
@@ -124,5 +126,82 @@ func TestSweepCommand(t *testing.T) {
 		if code := run(context.Background(), tt.args, env(sim, tt.env), &out, &errb); code != tt.code || !strings.Contains(errb.String(), tt.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tt.args, code, errb.String(), tt.code, tt.want)
 		}
+	}
+}
+
+// serve -rf-sim: the simulator's own webhooks reach the server, and send delivers samples.
+func TestServeWithSimulatorAndSend(t *testing.T) {
+	getenv := func(k string) string {
+		return map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_local_test", "AWS_REGION": "us-east-1"}[k]
+	}
+	s, err := startServer(t.Context(), "127.0.0.1:0", true, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serveOn(ctx, s.ln, routes(s.deps)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	base := "http://" + s.ln.Addr().String()
+	var banner bytes.Buffer
+	s.banner(&banner)
+	if !strings.Contains(banner.String(), s.sim.URL) || !strings.Contains(banner.String(), base+"/stripe/webhook") {
+		t.Fatalf("banner:\n%s", banner.String())
+	}
+
+	// A lead created in the simulator: its lead-created webhook reaches refbridge, which records it.
+	gus, err := s.sim.CreateUser(rfsim.NewUser{CampaignID: 1, FirstName: "Gus", Email: "gus@example.com",
+		Referrer: &rfsim.ReferrerRef{Field: "code", Value: "aLiCeRef"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel()
+	if err := s.sim.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s.deps.Ledger.LeadByID(t.Context(), int64(gus.ID)); err != nil || l.ReferrerID != 1 {
+		t.Fatalf("the simulator's webhook did not record Gus: %+v %v", l, err)
+	}
+	for _, d := range s.sim.Deliveries() {
+		if d.Status != 200 {
+			t.Fatalf("delivery %+v", d)
+		}
+	}
+
+	// send signs a Stripe sample with the configured secret; Erin is matched by email in RF.
+	sendEnv := func(k string) string {
+		return map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_local_test", "RF_WEBHOOK_SECRET": s.deps.Config.RFWebhookSecrets[0]}[k]
+	}
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"send", "-url", base, "../../events/stripe/invoice.paid.2024-06-20.json"}, 0, "qualified"},
+		{[]string{"send", "-url", base, "../../events/stripe/invoice.paid.2024-06-20.json"}, 0, "duplicate"},
+		{[]string{"send", "-url", base, "-new-id", "../../events/stripe/invoice.paid.2024-06-20.json"}, 0, "invoice already counted"}, // a new event, the same invoice
+		{[]string{"send", "-url", base, "../../events/rf/lead-qualified.form"}, 0, "POST /rf/webhook/lead-qualified → 200"},
+		{[]string{"send", "-url", base, "../../events/sweep/dry-run.json"}, 0, `"dry_run":true`},
+		{[]string{"send", "-url", base, "../../go.mod"}, 2, ""},
+		{[]string{"send", "-url", base}, 2, ""},
+	} {
+		var out, errb bytes.Buffer
+		code := run(t.Context(), tt.args, sendEnv, &out, &errb)
+		if code != tt.code || !strings.Contains(out.String(), tt.want) {
+			t.Errorf("%v: exit %d\n%s%s", tt.args[3:], code, out.String(), errb.String())
+		}
+	}
+	// Without the secret, send refuses before sending anything.
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"send", "-url", base, "../../events/stripe/invoice.paid.2024-06-20.json"},
+		func(string) string { return "" }, &out, &errb); code != 1 || !strings.Contains(errb.String(), "STRIPE_WEBHOOK_SECRETS") {
+		t.Errorf("no secret: exit %d %s", code, errb.String())
 	}
 }

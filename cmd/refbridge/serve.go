@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/config"
@@ -19,23 +20,81 @@ import (
 )
 
 // serve runs the local server until ctx ends.
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	withSim := fs.Bool("rf-sim", false, "run the Referral Factory simulator in-process, seeded with the demo campaign: "+
+		"refbridge talks to it unless RF_API_URL is set, and it sends its webhooks to this server")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	d, err := wiring.Local(ctx, getenv, stderr, config.Need{RFAPIToken: true})
+	s, err := startServer(ctx, *addr, *withSim, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	warnUnconfigured(d.Log, d)
-	ln, err := net.Listen("tcp", *addr)
+	defer s.close()
+	s.banner(stdout)
+	return serveOn(ctx, s.ln, routes(s.deps))
+}
+
+// server is the local server before it serves: its listener, its handlers' dependencies and,
+// with -rf-sim, the simulator.
+type server struct {
+	ln   net.Listener
+	deps wiring.Deps
+	sim  *localSim // nil without -rf-sim
+}
+
+func startServer(ctx context.Context, addr string, rfSim bool, getenv func(string) string, logs io.Writer) (*server, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.Log.Info("refbridge listening", "url", "http://"+ln.Addr().String(), "state", stateKind(d))
-	return serveOn(ctx, ln, routes(d))
+	s := &server{ln: ln}
+	if rfSim {
+		if s.sim, err = startSim(slog.New(slog.DiscardHandler)); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		getenv = withSim(getenv, s.sim, randomSecret("local_"))
+	}
+	if s.deps, err = wiring.Local(ctx, getenv, logs, config.Need{RFAPIToken: true}); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.sim != nil && s.deps.Config.RFAPIURL == s.sim.URL && len(s.deps.Config.RFWebhookSecrets) > 0 {
+		if err := s.sim.deliverTo("http://"+ln.Addr().String(), s.deps.Config.RFWebhookSecrets[0]); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	warnUnconfigured(s.deps.Log, s.deps)
+	return s, nil
+}
+
+func (s *server) close() {
+	if s.sim != nil {
+		s.sim.close()
+	}
+	s.ln.Close()
+}
+
+// banner says where everything is and what to try.
+func (s *server) banner(w io.Writer) {
+	base := "http://" + s.ln.Addr().String()
+	fmt.Fprintf(w, "refbridge serving on %s (state: %s)\n", base, stateKind(s.deps))
+	fmt.Fprintf(w, "  POST %s/stripe/webhook      stripe listen --forward-to %s/stripe/webhook\n", base, strings.TrimPrefix(base, "http://"))
+	fmt.Fprintf(w, "  POST %s/rf/webhook/{kind}   referrer-joined, lead-created, lead-qualified, reward-issued\n", base)
+	fmt.Fprintf(w, "  POST %s/sweep               {\"dry_run\": true} rehearses\n", base)
+	fmt.Fprintf(w, "  GET  %s/healthz\n", base)
+	if s.sim != nil {
+		sim := strings.TrimSuffix(s.sim.URL, "/api/v2")
+		fmt.Fprintf(w, "Referral Factory simulator on %s (token %s), demo campaign DEMO2026 (id 1)\n", s.sim.URL, s.sim.Token())
+		fmt.Fprintf(w, "  its webhooks come here with X-Webhook-Secret: RF_WEBHOOK_SECRET=%s\n", first(strings.Join(s.deps.Config.RFWebhookSecrets, ",")))
+		fmt.Fprintf(w, "  a new lead: curl -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", s.sim.Token())
+		fmt.Fprintf(w, "    -d '{\"campaign_id\":1,\"first_name\":\"Gus\",\"email\":\"gus@example.com\",\"referrer\":{\"field\":\"code\",\"value\":\"aLiCeRef\"}}' %s/users\n", s.sim.URL)
+		fmt.Fprintf(w, "  its state: curl %s/_sim/state\n", sim)
+	}
 }
 
 // routes are the local server's: the Lambda functions' handlers under the paths PRODUCT.md names.

@@ -1,7 +1,7 @@
 // Command rfsim runs the Referral Factory API v2 simulator (package shared/rfsim) on a local
 // port, so refbridge can be rehearsed against a stateful RF without touching real records.
 //
-//	rfsim -addr 127.0.0.1:8081 -seed testdata/rfsim-demo-seed.json [-rate N] [-token T]
+//	rfsim -addr 127.0.0.1:8081 -seed shared/rfsim/demoseed.json [-rate N] [-token T]
 package main
 
 import (
@@ -48,7 +48,7 @@ func setup(args []string, stdout, stderr io.Writer) (*app, error) {
 	fs := flag.NewFlagSet("rfsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address (loopback by default: the control API has no auth)")
-	seedPath := fs.String("seed", "", "seed file (JSON), e.g. testdata/rfsim-demo-seed.json")
+	seedPath := fs.String("seed", "", "seed file (JSON), e.g. shared/rfsim/demoseed.json")
 	rate := fs.Int("rate", 0, "API calls per minute per token; 0 means the seed's, else 600 (the limit cannot be disabled here)")
 	token := fs.String("token", "", "API token (default: the seed's, else "+rfsim.DefaultToken+")")
 	rngSeed := fs.Int64("rng-seed", 1, "seed of the simulator's random generators (user codes, faults)")

@@ -13,7 +13,7 @@ import (
 
 func TestServeDemo(t *testing.T) {
 	var out bytes.Buffer
-	a, err := setup([]string{"-addr", "127.0.0.1:0", "-seed", "../../testdata/rfsim-demo-seed.json",
+	a, err := setup([]string{"-addr", "127.0.0.1:0", "-seed", "../../shared/rfsim/demoseed.json",
 		"-token", "cli_token", "-rate", "5", "-quiet"}, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)

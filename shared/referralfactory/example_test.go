@@ -17,7 +17,7 @@ func Example() {
 	defer sim.Close()
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
-	seed, err := rfsim.LoadSeedFile("../../testdata/rfsim-demo-seed.json")
+	seed, err := rfsim.LoadSeedFile("../rfsim/demoseed.json")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -194,3 +194,15 @@ func TestSeedNowMovesClock(t *testing.T) {
 		t.Fatalf("after reset %s", got)
 	}
 }
+
+// The demo seed built into the binaries parses and loads.
+func TestDemoSeedLoads(t *testing.T) {
+	s := rfsim.New()
+	defer s.Close()
+	if err := s.Seed(rfsim.DemoSeed()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.Users()); n != 5 {
+		t.Fatalf("%d users", n)
+	}
+}

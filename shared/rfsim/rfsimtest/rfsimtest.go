@@ -11,15 +11,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/refbridge/refbridge/shared/rfsim"
 )
 
-// DemoSeedPath is the demo seed's path relative to the module root.
-const DemoSeedPath = "testdata/rfsim-demo-seed.json"
 
 // Sim is a running simulator.
 type Sim struct {
@@ -62,7 +58,7 @@ func (s *Sim) MustSeed(t testing.TB, d rfsim.SeedData) {
 	s.refresh()
 }
 
-// SeedDemo loads testdata/rfsim-demo-seed.json (campaign 1 "DEMO2026", an amount reward for
+// SeedDemo loads the demo seed (rfsim.DemoSeed: campaign 1 "DEMO2026", an amount reward for
 // referrers, a join coupon for leads, three referrers, one qualified and one pending lead) and
 // returns what it loaded.
 func (s *Sim) SeedDemo(t testing.TB) rfsim.SeedData {
@@ -72,28 +68,10 @@ func (s *Sim) SeedDemo(t testing.TB) rfsim.SeedData {
 	return d
 }
 
-// DemoSeed reads the demo seed from the module root, found by walking up to go.mod.
+// DemoSeed returns the demo seed (rfsim.DemoSeed), for tests that change it before seeding.
 func DemoSeed(t testing.TB) rfsim.SeedData {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("rfsimtest: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("rfsimtest: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-	d, err := rfsim.LoadSeedFile(filepath.Join(dir, DemoSeedPath))
-	if err != nil {
-		t.Fatalf("rfsimtest: %v", err)
-	}
-	return d
+	return rfsim.DemoSeed()
 }
 
 // Reset returns the simulator to its state right after New (rfsim.Server.Reset: no state,

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stripe/stripe-go/v79/webhook"
+
+	"github.com/refbridge/refbridge/events"
+	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/rfsim"
+	"github.com/refbridge/refbridge/shared/wiring"
+)
+
+// demo tells refbridge's whole story with no account anywhere: the simulator plays Referral
+// Factory, refbridge runs in memory on a loopback port, and signed sample events from events/
+// are POSTed to it as Stripe and RF would.
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	verbose := fs.Bool("v", false, "also print refbridge's JSON logs (to stderr)")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	logs := io.Discard
+	if *verbose {
+		logs = stderr
+	}
+	sim, err := startSim(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer sim.close()
+
+	const stripeSecret, rfSecret = "whsec_refbridge_demo", "demo-rf-webhook-secret"
+	vars := map[string]string{
+		"RF_API_URL": sim.URL, "RF_API_TOKEN": sim.Token(), "RF_CAMPAIGN_IDS": "1",
+		"STRIPE_WEBHOOK_SECRETS": stripeSecret, "RF_WEBHOOK_SECRET": rfSecret,
+		"RF_WEBHOOK_FIELDS":  "code=referral_code", // as the events/rf samples are configured
+		"QUALIFY_MIN_AMOUNT": "2000", "REWARD_HOLD_DAYS": "0",
+	}
+	d, err := wiring.Local(ctx, func(k string) string { return vars[k] }, logs, config.Need{RFAPIToken: true})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: routes(d), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+	p := &demoPrinter{w: stdout, base: base, hc: &http.Client{Timeout: time.Minute}, ctx: ctx}
+
+	fmt.Fprintf(stdout, `refbridge demo: a Referral Factory simulator (%s) plays RF, refbridge serves on %s
+with its state in memory; the events are the samples in events/, signed as Stripe signs them.
+Campaign DEMO2026 pays a referrer $25 for every referral that pays (QUALIFY_MIN_AMOUNT=2000,
+i.e. $20), and gives each invited friend a welcome coupon. Alice, Bob and Carol are referrers;
+Dave (Alice's friend) qualified before refbridge was installed; Erin (Bob's friend) signed up
+and has not paid yet. Rewards are issued with no hold (REWARD_HOLD_DAYS=0).
+`, strings.TrimSuffix(sim.URL, "/api/v2"), base)
+
+	// 1. A new friend of Alice signs up; RF tells refbridge.
+	p.step("Fay signs up through Alice's link; Referral Factory sends its lead-created webhook")
+	fay, err := sim.CreateUser(rfsim.NewUser{CampaignID: 1, FirstName: "Fay", Email: "fay@example.com",
+		Referrer: &rfsim.ReferrerRef{Field: "code", Value: "aLiCeRef"}})
+	if err != nil {
+		return fmt.Errorf("create Fay in the simulator: %w", err)
+	}
+	body, err := sample("rf/lead-created.json", func(m map[string]any) { m["id"], m["referral_code"] = fay.ID, fay.Code })
+	if err != nil {
+		return err
+	}
+	p.post("/rf/webhook/lead-created", body, map[string]string{"Content-Type": "application/json", "X-Webhook-Secret": rfSecret})
+
+	// 2. Erin pays her first invoice: refbridge finds her in RF by email and qualifies her.
+	p.step("Erin pays her first invoice ($49): Stripe sends invoice.paid")
+	if err := p.stripe(stripeSecret, "stripe/invoice.paid.2024-06-20.json", nil); err != nil {
+		return err
+	}
+
+	// 3. Fay pays, and is refunded: the qualification is reversed before her reward is issued.
+	p.step("Fay pays her first invoice ($49): invoice.paid")
+	if err := p.stripe(stripeSecret, "stripe/invoice.paid.2024-06-20.json", func(ev map[string]any) {
+		ev["id"] = "evt_demo_fay_paid"
+		inv := object(ev)
+		inv["id"], inv["customer"], inv["customer_email"], inv["customer_name"] = "in_demo_fay_1", "cus_demo_fay", "fay@example.com", "Fay"
+		inv["charge"], inv["subscription"], inv["payment_intent"] = "ch_demo_fay_1", "sub_demo_fay", "pi_demo_fay_1"
+	}); err != nil {
+		return err
+	}
+	p.step("Fay asks for her money back: Stripe sends charge.refunded (full refund)")
+	if err := p.stripe(stripeSecret, "stripe/charge.refunded.2024-06-20.json", func(ev map[string]any) {
+		ev["id"] = "evt_demo_fay_refund"
+		ch := object(ev)
+		ch["id"], ch["customer"], ch["invoice"], ch["payment_intent"] = "ch_demo_fay_1", "cus_demo_fay", "in_demo_fay_1", "pi_demo_fay_1"
+	}); err != nil {
+		return err
+	}
+
+	// 4. The sweep issues what is due and cancels what was reversed.
+	p.step("The reward sweep runs (the schedule's payload, events/sweep/schedule.json)")
+	schedule, err := events.FS.ReadFile("sweep/schedule.json")
+	if err != nil {
+		return err
+	}
+	p.post("/sweep", schedule, map[string]string{"Content-Type": "application/json"})
+	if p.err != nil {
+		return p.err
+	}
+	return finalState(ctx, stdout, sim, d.Ledger)
+}
+
+// demoPrinter POSTs to refbridge and prints each exchange.
+type demoPrinter struct {
+	w    io.Writer
+	base string
+	hc   *http.Client
+	ctx  context.Context
+	n    int
+	err  error
+}
+
+func (p *demoPrinter) step(title string) {
+	p.n++
+	fmt.Fprintf(p.w, "\n%d. %s\n", p.n, title)
+}
+
+func (p *demoPrinter) post(path string, body []byte, hdr map[string]string) {
+	if p.err != nil {
+		return
+	}
+	req, err := http.NewRequestWithContext(p.ctx, "POST", p.base+path, bytes.NewReader(body))
+	if err != nil {
+		p.err = err
+		return
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		p.err = fmt.Errorf("POST %s: %w", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	fmt.Fprintf(p.w, "   POST %s → %d %s\n", path, resp.StatusCode, describeAnswer(out))
+	if resp.StatusCode != http.StatusOK {
+		p.err = fmt.Errorf("POST %s answered %d: %s", path, resp.StatusCode, out)
+	}
+}
+
+// stripe signs a sample Stripe event (changed by edit) with a fresh timestamp and POSTs it.
+func (p *demoPrinter) stripe(secret, name string, edit func(map[string]any)) error {
+	body, err := sample(name, edit)
+	if err != nil {
+		return err
+	}
+	sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
+	p.post("/stripe/webhook", body, map[string]string{"Content-Type": "application/json", "Stripe-Signature": sig.Header})
+	return p.err
+}
+
+// describeAnswer renders refbridge's answer: {"status","reason"}, {"error"} or a sweep summary.
+func describeAnswer(b []byte) string {
+	var a struct {
+		Status, Reason, Error string
+		Listed                *int
+		Issued, Canceled      int
+		Waiting               map[string]int
+	}
+	if json.Unmarshal(b, &a) != nil {
+		return strings.TrimSpace(string(b))
+	}
+	switch {
+	case a.Listed != nil:
+		return fmt.Sprintf("sweep: %d due rewards listed, %d issued, %d canceled, waiting %v", *a.Listed, a.Issued, a.Canceled, a.Waiting)
+	case a.Error != "":
+		return "error: " + a.Error
+	}
+	return a.Status + ": " + a.Reason
+}
+
+// sample reads a sample event and applies edit to its JSON.
+func sample(name string, edit func(map[string]any)) ([]byte, error) {
+	b, err := events.FS.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("sample event: %w", err)
+	}
+	if edit == nil {
+		return b, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("sample event %s: %w", name, err)
+	}
+	edit(m)
+	return json.Marshal(m)
+}
+
+func object(ev map[string]any) map[string]any {
+	data, _ := ev["data"].(map[string]any)
+	obj, _ := data["object"].(map[string]any)
+	if obj == nil {
+		obj = map[string]any{}
+	}
+	return obj
+}
+
+// finalState prints the leads and rewards as RF and refbridge's ledger see them.
+func finalState(ctx context.Context, w io.Writer, sim *localSim, l ledger.Store) error {
+	names := map[int]string{}
+	for _, u := range sim.Users() {
+		names[u.ID] = u.FirstName
+	}
+	fmt.Fprintf(w, "\nFinal state\n\nLeads\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  lead\treferrer\tin Referral Factory\tin refbridge's ledger")
+	for _, u := range sim.Users() {
+		if u.ReferrerID == nil {
+			continue
+		}
+		rfState := "pending"
+		if u.QualifiedAt != nil {
+			rfState = "qualified " + *u.QualifiedAt
+		}
+		ours := "—"
+		q, err := l.LatestQualification(ctx, int64(u.ID))
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+		case err != nil:
+			return err
+		case !q.ReversedAt.IsZero():
+			ours = "qualified, then reversed (" + q.ReversalReason + ")"
+		default:
+			ours = "qualified by refbridge (rule " + q.Rule + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", u.FirstName, names[*u.ReferrerID], rfState, ours)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "\nRewards\n")
+	type row struct {
+		id                              int
+		recipient, what, status, reason string
+	}
+	var rows []row
+	for _, m := range []string{"amount", "commission", "coupon", "custom"} {
+		for _, r := range sim.DueRewards(m) {
+			rows = append(rows, row{r.ID, names[r.RecipientID], rewardValue(m, r.Total, r.Coupon), "due", ""})
+		}
+		for _, r := range sim.IssuedRewards(m) {
+			rows = append(rows, row{r.ID, names[r.RecipientID], rewardValue(m, r.Total, r.Coupon), r.Status, ""})
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].id < rows[j].id })
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  reward\trecipient\twhat\tin Referral Factory\tthe sweep's decision")
+	for _, r := range rows {
+		ds, err := l.Decisions(ctx, fmt.Sprintf("due#%d", r.id))
+		if err != nil {
+			return err
+		}
+		reason := "— (issued before refbridge)"
+		if len(ds) > 0 {
+			last := ds[len(ds)-1]
+			reason = last.Outcome + ": " + last.Reason
+		}
+		fmt.Fprintf(tw, "  #%d\t%s\t%s\t%s\t%s\n", r.id, r.recipient, r.what, r.status, reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nNext: `go run ./cmd/refbridge serve -rf-sim` runs the same setup until Ctrl-C, for\n`go run ./cmd/refbridge send events/...` or `stripe listen --forward-to localhost:8080/stripe/webhook`.\n")
+	return nil
+}
+
+func rewardValue(metric string, total *float64, coupon *string) string {
+	switch {
+	case coupon != nil:
+		return "coupon " + *coupon
+	case total != nil && metric == "amount":
+		return fmt.Sprintf("$%.2f", *total)
+	case total != nil:
+		return fmt.Sprintf("%s %.2f", metric, *total)
+	}
+	return metric
+}
