@@ -16,7 +16,6 @@ import (
 	"github.com/refbridge/refbridge/shared/rfsim"
 )
 
-
 // Sim is a running simulator.
 type Sim struct {
 	Server *rfsim.Server
