@@ -12,6 +12,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/dynamodb v1.73.2
 	github.com/aws/aws-sdk-go-v2/service/secretsmanager v1.50.11
 	github.com/awslabs/goformation/v7 v7.14.9
+	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/stripe/stripe-go/v79 v79.12.0
 	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1

@@ -59,7 +59,7 @@ func TestTemplateDeploysTheSweep(t *testing.T) {
 			Metadata   map[string]any `yaml:"Metadata"`
 			Properties struct {
 				Timeout                      yaml.Node      `yaml:"Timeout"`
-				ReservedConcurrentExecutions int            `yaml:"ReservedConcurrentExecutions"`
+				ReservedConcurrentExecutions yaml.Node      `yaml:"ReservedConcurrentExecutions"`
 				Environment                  map[string]any `yaml:"Environment"`
 				EventInvokeConfig            struct {
 					MaximumRetryAttempts *int `yaml:"MaximumRetryAttempts"`
@@ -94,8 +94,9 @@ func TestTemplateDeploysTheSweep(t *testing.T) {
 		t.Fatalf("no RewardSweepFunction built by the makefile: %+v", fn)
 	}
 	p := fn.Properties
-	if p.ReservedConcurrentExecutions != 1 {
-		t.Errorf("reserved concurrency %d, want 1", p.ReservedConcurrentExecutions)
+	// A node: the webhooks' reserved concurrency is an !If on a parameter.
+	if rc := p.ReservedConcurrentExecutions; rc.Tag != "!!int" || rc.Value != "1" {
+		t.Errorf("reserved concurrency %s %q, want 1", rc.Tag, rc.Value)
 	}
 	if p.Timeout.Tag != "!Ref" || p.Timeout.Value != "SweepTimeoutSeconds" {
 		t.Errorf("timeout %q %q, want !Ref SweepTimeoutSeconds", p.Timeout.Tag, p.Timeout.Value)

@@ -108,6 +108,38 @@ func positive(s string) (int64, error) {
 // allMetrics are the reward metrics the sweep may issue by default (never modified).
 var allMetrics = []string{"amount", "commission", "coupon", "custom"}
 
+// variables are the environment variables Load reads (TestVariablesAreWhatLoadReads keeps them
+// in step with Load).
+var variables = []string{
+	"DRY_RUN",
+	"QUALIFY_MIN_AMOUNT",
+	"QUALIFY_WINDOW_DAYS",
+	"REWARD_HOLD_DAYS",
+	"REWARD_ISSUE_ALLOW_METRICS",
+	"REWARD_MAX_PER_RECIPIENT_PER_MONTH",
+	"RF_API_TOKEN", "RF_API_TOKEN_ARN",
+	"RF_API_URL",
+	"RF_CAMPAIGN_IDS",
+	"RF_RATE_PER_MINUTE",
+	"RF_REFERRAL_METADATA_KEY",
+	"RF_SIGNUP_CAMPAIGN_ID",
+	"RF_SIGNUP_NOTIFY",
+	"RF_WEBHOOK_FIELDS",
+	"RF_WEBHOOK_SECRET", "RF_WEBHOOK_SECRET_ARN",
+	"STATE_TABLE",
+	"STRIPE_API_KEY", "STRIPE_API_KEY_ARN",
+	"STRIPE_MODE",
+	"STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRETS_ARN",
+	"UNMATCHED_RETRY_DAYS",
+}
+
+// Variables returns the names of the environment variables Load reads, sorted, so that a
+// deployment can be checked against them (deploy's tests compare template.yaml with this list).
+// A secret appears twice, as NAME and NAME_ARN: setting either one sets it.
+func Variables() []string {
+	return slices.Clone(variables)
+}
+
 // Load reads the configuration. getenv is os.Getenv in production; secrets may be nil when no
 // *_ARN variable is used.
 func Load(ctx context.Context, getenv func(string) string, secrets SecretsAPI, need Need) (Config, error) {

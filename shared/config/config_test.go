@@ -3,6 +3,8 @@ package config
 import (
 	"context"
 	"errors"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,39 @@ func TestErrorsNameTheSetting(t *testing.T) {
 func TestOnlyNeededSecretsAreRequired(t *testing.T) {
 	if _, err := Load(context.Background(), env{"RF_API_TOKEN": "t"}.get, nil, Need{RFAPIToken: true}); err != nil {
 		t.Fatalf("sweep-like config: %v", err)
+	}
+}
+
+// TestVariablesAreWhatLoadReads keeps Variables in step with Load: every name Load asks getenv
+// for, with nothing set and with everything set, and no other.
+func TestVariablesAreWhatLoadReads(t *testing.T) {
+	full := env{
+		"STATE_TABLE": "t", "RF_API_URL": "http://127.0.0.1:8081/api/v2", "RF_API_TOKEN_ARN": "arn:tok",
+		"RF_CAMPAIGN_IDS": "3", "RF_WEBHOOK_SECRET": "s", "STRIPE_WEBHOOK_SECRETS": "whsec_1",
+		"STRIPE_API_KEY_ARN": "arn:key", "STRIPE_MODE": "live", "QUALIFY_MIN_AMOUNT": "usd:500",
+		"QUALIFY_WINDOW_DAYS": "9", "REWARD_HOLD_DAYS": "1", "UNMATCHED_RETRY_DAYS": "2", "RF_RATE_PER_MINUTE": "10",
+		"DRY_RUN": "true", "RF_REFERRAL_METADATA_KEY": "ref", "RF_SIGNUP_NOTIFY": "true", "RF_SIGNUP_CAMPAIGN_ID": "4",
+		"RF_WEBHOOK_FIELDS": "code=c", "REWARD_MAX_PER_RECIPIENT_PER_MONTH": "2", "REWARD_ISSUE_ALLOW_METRICS": "amount",
+	}
+	read := map[string]bool{}
+	for _, e := range []env{{}, full} {
+		getenv := func(k string) string { read[k] = true; return e[k] }
+		_, _ = Load(context.Background(), getenv, fakeSecrets{"arn:tok": "tok", "arn:key": "sk_test_1"}, all)
+	}
+	var got []string
+	for k := range read {
+		got = append(got, k)
+	}
+	sort.Strings(got)
+	if want := Variables(); !slices.Equal(got, want) {
+		t.Errorf("Load reads\n  %v\nVariables says\n  %v", got, want)
+	}
+	if !slices.IsSorted(Variables()) {
+		t.Error("Variables is not sorted")
+	}
+	v := Variables()
+	v[0] = "changed"
+	if Variables()[0] == "changed" {
+		t.Error("Variables returns its own slice")
 	}
 }
