@@ -35,8 +35,9 @@ type Metrics struct {
 // Sync writer, so their lines never interleave) for the named function ("stripe-webhook", ...):
 // every metric has the dimension Function with that name.
 //
-// EMF lines are written beside the logger, not through it: they carry no level, so Lambda's
-// log-level filter (AWS_LAMBDA_LOG_LEVEL) never drops a metric.
+// EMF lines are written beside the logger, not through it, so the logger's own level never
+// drops a metric. Lambda's filter reads a line without "level" as INFO: that is why the
+// template's LogLevel stops at INFO (TRACE, DEBUG, INFO), never WARN.
 func New(w io.Writer, function string) *Metrics {
 	return &Metrics{w: w, function: function, now: time.Now}
 }
