@@ -7,7 +7,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -87,9 +86,9 @@ func start(t *testing.T, fn string, env map[string]string, extra map[string]stri
 	return rt
 }
 
-// checkLogs requires a function's whole log to be slog JSON lines holding no secret and no
-// email address (every fixture's emails are @example.com), but for the two kinds of line that
-// other code writes in plain text, each recognised exactly (see libraryLine).
+// checkLogs requires a function's whole log to be JSON lines — slog records (time, level, msg),
+// aws-lambda-go's error reports and the SDK's warnings included, or EMF metric lines (_aws) —
+// holding no secret and no email address (every fixture's emails are @example.com).
 func checkLogs(t *testing.T, fn, logs string, secrets []string) {
 	t.Helper()
 	if strings.TrimSpace(logs) == "" {
@@ -100,12 +99,14 @@ func checkLogs(t *testing.T, fn, logs string, secrets []string) {
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		var rec struct {
-			Time  *time.Time `json:"time"`
-			Level string     `json:"level"`
-			Msg   *string    `json:"msg"`
+			Time  *time.Time     `json:"time"`
+			Level string         `json:"level"`
+			Msg   *string        `json:"msg"`
+			EMF   map[string]any `json:"_aws"`
 		}
-		if err := json.Unmarshal([]byte(line), &rec); (err != nil || rec.Time == nil || rec.Level == "" || rec.Msg == nil) && !libraryLine(line) {
-			t.Errorf("%s log line %d is not slog JSON: %s", fn, n, line)
+		err := json.Unmarshal([]byte(line), &rec)
+		if err != nil || (rec.EMF == nil && (rec.Time == nil || rec.Level == "" || rec.Msg == nil)) {
+			t.Errorf("%s log line %d is neither slog JSON nor an EMF line: %s", fn, n, line)
 		}
 		for _, s := range secrets {
 			if s != "" && strings.Contains(line, s) {
@@ -116,28 +117,6 @@ func checkLogs(t *testing.T, fn, logs string, secrets []string) {
 			t.Errorf("%s log line %d holds an email address: %s", fn, n, line)
 		}
 	}
-}
-
-var (
-	// aws-lambda-go reports a handler's error with the standard logger before posting it:
-	// "2006/01/02 15:04:05 {"errorMessage":...,"errorType":...}" (lambda/invoke_loop.go,
-	// reportFailure). The mains do not redirect the standard logger.
-	lambdaErrorLine = regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\{"errorMessage":.*\})$`)
-	// DynamoDB Local sends no x-amz-crc32 header on its error answers (a conditional write that
-	// fails, as idempotency and the lease make), and the SDK's default logger, plain text on
-	// stderr, warns about it (aws/aws-sdk-go-v2#3545). Real DynamoDB sends the header.
-	ddbLocalChecksumLine = regexp.MustCompile(`^SDK \d{4}/\d\d/\d\d \d\d:\d\d:\d\d WARN failed to close HTTP response body, ` +
-		`this may affect connection reuse: response did not match expected checksum, 0, \d+$`)
-)
-
-// libraryLine reports whether a plain-text log line is one of the two that are not the
-// function's own: aws-lambda-go's error report and the SDK's DynamoDB Local checksum warning.
-func libraryLine(line string) bool {
-	if m := lambdaErrorLine.FindStringSubmatch(line); m != nil {
-		var doc struct{ ErrorMessage, ErrorType string }
-		return json.Unmarshal([]byte(m[1]), &doc) == nil && doc.ErrorMessage != "" && doc.ErrorType != ""
-	}
-	return ddbLocalChecksumLine.MatchString(line)
 }
 
 // urlEvent is a Lambda Function URL event, as Lambda delivers an HTTP request to a function.

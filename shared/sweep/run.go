@@ -73,6 +73,9 @@ const (
 	// maxConsecutiveFailures stops a run that fails on every reward (RF refusing the token,
 	// DynamoDB down): nothing gets better by trying the next thousand.
 	maxConsecutiveFailures = 10
+	// finishMargin is kept after the work is cut off, to save the checkpoint and release the
+	// lease before the invocation's deadline.
+	finishMargin = 3 * time.Second
 	// unmatchedBatch is how many waiting invoices one run retries at most.
 	unmatchedBatch = 100
 )
@@ -185,21 +188,25 @@ func (s *Sweeper) Run(ctx context.Context) (sum Summary, err error) {
 	}
 	defer release()
 	b := s.budget(ctx)
+	// The work itself (RF calls included) ends a little before the deadline, so that a call
+	// hanging at the end still leaves time to save the checkpoint and release the lease.
+	work, cancel := context.WithDeadline(ctx, b.workUntil)
+	defer cancel()
 
 	cp, err := s.loadCheckpoint(ctx)
 	if err != nil {
 		return sum, err
 	}
 	sum.Resumed = cp.Metric != ""
-	if err := s.reconcile(ctx, b, &sum); err != nil {
+	if err := s.reconcile(work, b, &sum); err != nil {
 		return sum, err
 	}
 	// Waiting invoices first: their retry windows run out, and there are few of them.
-	if err := s.retryUnmatched(ctx, b, &sum); err != nil {
+	if err := s.retryUnmatched(work, b, &sum); err != nil {
 		return sum, err
 	}
 	p := pass{s: s, b: b, sum: &sum, cp: cp}
-	if err := p.run(ctx); err != nil {
+	if err := p.run(work); err != nil {
 		sum.Checkpoint = p.cp.String()
 		if serr := s.saveCheckpoint(ctx, p.cp); serr != nil {
 			err = errors.Join(err, serr)
@@ -320,25 +327,24 @@ func next(metrics []rf.Metric, m rf.Metric) rf.Metric {
 	return ""
 }
 
-// budget says when a run must stop starting new work: a reserve before the context's deadline.
+// budget says when a run must stop starting new work (a reserve before the context's
+// deadline), and when work already started is cut off (a margin before it, for the checkpoint
+// and the lease). Run always gives its context a deadline.
 type budget struct {
-	stopAt time.Time
-	has    bool
+	stopAt, workUntil time.Time
 }
 
 func (s *Sweeper) budget(ctx context.Context) budget {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return budget{}
-	}
+	dl, _ := ctx.Deadline()
+	left := time.Until(dl)
 	reserve := s.Reserve
 	if reserve <= 0 {
-		reserve = min(defaultReserve, time.Until(dl)/4)
+		reserve = min(defaultReserve, left/4)
 	}
-	return budget{stopAt: dl.Add(-reserve), has: true}
+	return budget{stopAt: dl.Add(-reserve), workUntil: dl.Add(-min(finishMargin, left/10))}
 }
 
-func (b budget) short() bool { return b.has && !time.Now().Before(b.stopAt) }
+func (b budget) short() bool { return !time.Now().Before(b.stopAt) }
 
 // takeLease makes this run the only one acting until it ends (or its deadline passes, should it
 // die without releasing).

@@ -17,6 +17,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/idempotency"
@@ -62,7 +63,12 @@ type Deps struct {
 // (level AWS_LAMBDA_LOG_LEVEL) and EMF metrics go to stdout.
 func Lambda(ctx context.Context, function string, need config.Need) (Deps, error) {
 	out := observe.Sync(os.Stdout)
-	return build(ctx, os.Getenv, need, true, out, observe.New(out, function), function)
+	d, err := build(ctx, os.Getenv, need, true, out, observe.New(out, function), function)
+	if err == nil {
+		// aws-lambda-go reports a handler's error through the log package: as a JSON line too.
+		slog.SetDefault(d.Log)
+	}
+	return d, err
 }
 
 // Local builds the dependencies of the local server and CLI from getenv, logging to out: on
@@ -75,7 +81,17 @@ func Local(ctx context.Context, getenv func(string) string, out io.Writer, need 
 
 func build(ctx context.Context, getenv func(string) string, need config.Need, requireTable bool,
 	out io.Writer, metrics *observe.Metrics, function string) (Deps, error) {
-	aws, err := awsconfig.LoadDefaultConfig(ctx)
+	level := observe.Level(getenv("AWS_LAMBDA_LOG_LEVEL"))
+	// The SDK's own warnings (retries, checksums) go out as JSON lines too. They never hold a
+	// configured secret, and those are not known yet.
+	sdkLog := observe.NewLogger(out, observe.LogOptions{Function: function, Level: level}).With("source", "aws-sdk")
+	aws, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		lvl := slog.LevelDebug
+		if c == logging.Warn {
+			lvl = slog.LevelWarn
+		}
+		sdkLog.Log(ctx, lvl, fmt.Sprintf(format, v...))
+	})))
 	if err != nil {
 		return Deps{}, fmt.Errorf("AWS configuration: %w", err)
 	}
@@ -83,8 +99,7 @@ func build(ctx context.Context, getenv func(string) string, need config.Need, re
 	if err != nil {
 		return Deps{}, err
 	}
-	log := observe.NewLogger(out, observe.LogOptions{Function: function, Level: observe.Level(getenv("AWS_LAMBDA_LOG_LEVEL")),
-		Secrets: secrets(cfg)})
+	log := observe.NewLogger(out, observe.LogOptions{Function: function, Level: level, Secrets: secrets(cfg)})
 	d := Deps{Config: cfg, Log: log, metrics: metrics}
 	rfOpts := []rf.Option{rf.WithLogger(log)}
 	if metrics != nil {
