@@ -39,8 +39,8 @@ func NewDynamo(db DynamoDBAPI, table string, opts ...Option) *Dynamo {
 var _ Store = (*Dynamo)(nil)
 
 const (
-	// maxRaces bounds read-modify-write loops (PutLead, Qualify, Reverse, MatchDueReward) that
-	// start over when a concurrent writer changed what they read.
+	// maxRaces bounds read-modify-write loops (PutLead, Qualify, Reverse, MatchDueReward,
+	// RematchDueReward) that start over when a concurrent writer changed what they read.
 	maxRaces = 8
 	// maxConflictRetries bounds retries of a request DynamoDB refused because a transaction was
 	// in flight on one of its items (TransactionConflict). The SDK does not retry those.

@@ -202,3 +202,131 @@ func (d *Dynamo) MatchDueReward(ctx context.Context, dueRewardID int64, ref Qual
 	}
 	return fmt.Errorf("%s: %w", what, errContention)
 }
+
+// qualByRef reads one qualification item with a consistent GetItem; found=false when absent.
+func (d *Dynamo) qualByRef(ctx context.Context, ref QualificationRef) (Qualification, bool, error) {
+	av, found, err := d.get(ctx, qualKey(ref.LeadID, ref.Seq))
+	if err != nil || !found {
+		return Qualification{}, false, err
+	}
+	q, err := decodeItem(av, qualItem.qualification)
+	return q, err == nil, err
+}
+
+// RematchDueReward implements Store: one consistent GetItem of each qualification (their index
+// keys need their time and referrer; to's match may already answer), then one TransactWriteItems
+// moving the match: the due reward from from to to, from's item and index copies unmatched, to's
+// matched, each on condition that it is matched as read. The due reward's failed condition
+// (ALL_OLD) tells the outcome of a lost race: moved to to already (done) or elsewhere (conflict).
+func (d *Dynamo) RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef) error {
+	what, err := validRematch(dueRewardID, from, to)
+	if err != nil {
+		return err
+	}
+	matched := expression.Name("matched_due_reward_id")
+	for range maxRaces {
+		toQ, found, err := d.qualByRef(ctx, to)
+		if err != nil {
+			return fmt.Errorf("%s: read qualification %d/%d: %w", what, to.LeadID, to.Seq, err)
+		}
+		if !found {
+			return fmt.Errorf("%s: qualification %d/%d: %w", what, to.LeadID, to.Seq, ErrNotFound)
+		}
+		switch toQ.MatchedDueRewardID {
+		case 0:
+		case dueRewardID:
+			return nil // moved already (a repeat): both sides are only ever written together
+		default:
+			return fmt.Errorf("%s: qualification %d/%d matched to due reward %d: %w",
+				what, to.LeadID, to.Seq, toQ.MatchedDueRewardID, ErrConflict)
+		}
+		fromQ, found, err := d.qualByRef(ctx, from)
+		if err != nil {
+			return fmt.Errorf("%s: read qualification %d/%d: %w", what, from.LeadID, from.Seq, err)
+		}
+		if !found {
+			return fmt.Errorf("%s: qualification %d/%d: %w", what, from.LeadID, from.Seq, ErrNotFound)
+		}
+		if fromQ.MatchedDueRewardID != dueRewardID {
+			// The reward is not matched to from: read it, to say how it is (or that it is missing).
+			done, err := d.rematchRefused(ctx, what, dueRewardID, from, to)
+			if done || err != nil {
+				return err
+			}
+			continue // matched to from since from was read: read again
+		}
+
+		t := &txn{}
+		lead := expression.Name("matched_lead_id")
+		dCond := exists().And(lead.Equal(expression.Value(from.LeadID))).And(eq("matched_seq", from.Seq))
+		dueAt := d.txUpdate(t, dueKey(dueRewardID),
+			set("matched_lead_id", to.LeadID).Set(expression.Name("matched_seq"), expression.Value(to.Seq)), &dCond)
+		unmatch := expression.Remove(matched)
+		fromCond := exists().And(matched.Equal(expression.Value(dueRewardID)))
+		fromAt := d.txUpdate(t, qualKey(from.LeadID, from.Seq), unmatch, &fromCond)
+		present := exists()
+		for _, r := range fromQ.recipients() {
+			d.txUpdate(t, recipientKey(r, fromQ), unmatch, &present)
+		}
+		match := set("matched_due_reward_id", dueRewardID)
+		toCond := exists().And(expression.AttributeNotExists(matched).Or(matched.Equal(expression.Value(dueRewardID))))
+		toAt := d.txUpdate(t, qualKey(to.LeadID, to.Seq), match, &toCond)
+		for _, r := range toQ.recipients() {
+			d.txUpdate(t, recipientKey(r, toQ), match, &present)
+		}
+		err = d.transact(ctx, t)
+		if err == nil {
+			return nil
+		}
+		reasons, ok := cancellation(err)
+		if !ok {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if old, failed := failedAt(reasons, dueAt); failed {
+			if len(old) == 0 {
+				return fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
+			}
+			r, derr := decodeItem(old, dueItem.dueReward)
+			if derr == nil && r.Matched == to {
+				return nil // moved by a concurrent caller
+			}
+			return errors.Join(fmt.Errorf("%s: due reward matched to %d/%d: %w",
+				what, r.Matched.LeadID, r.Matched.Seq, ErrConflict), derr)
+		}
+		if old, failed := failedAt(reasons, toAt); failed && len(old) > 0 {
+			q, qerr := decodeItem(old, qualItem.qualification)
+			if qerr != nil {
+				return fmt.Errorf("%s: %w", what, qerr)
+			}
+			if q.MatchedDueRewardID != 0 && q.MatchedDueRewardID != dueRewardID {
+				return fmt.Errorf("%s: qualification %d/%d matched to due reward %d: %w",
+					what, to.LeadID, to.Seq, q.MatchedDueRewardID, ErrConflict)
+			}
+		}
+		_, fromFailed := failedAt(reasons, fromAt)
+		_, toFailed := failedAt(reasons, toAt)
+		if !fromFailed && !toFailed {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		// A qualification changed since it was read: read both again.
+	}
+	return fmt.Errorf("%s: %w", what, errContention)
+}
+
+// rematchRefused reads the due reward when from is not matched to it, and answers: done (nil)
+// if it is matched to to, ErrNotFound if it was never seen, ErrConflict if it is matched
+// elsewhere or not at all. done=false, err=nil: it is matched to from after all (a race).
+func (d *Dynamo) rematchRefused(ctx context.Context, what string, dueRewardID int64, from, to QualificationRef) (done bool, err error) {
+	av, found, err := d.get(ctx, dueKey(dueRewardID))
+	if err != nil {
+		return true, fmt.Errorf("%s: read due reward: %w", what, err)
+	}
+	if !found {
+		return true, fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
+	}
+	r, err := decodeItem(av, dueItem.dueReward)
+	if err != nil {
+		return true, fmt.Errorf("%s: %w", what, err)
+	}
+	return rematchAnswer(what, r, from, to)
+}

@@ -140,3 +140,53 @@ func (m *Memory) MatchDueReward(ctx context.Context, dueRewardID int64, ref Qual
 	m.due[dueRewardID] = r
 	return nil
 }
+
+// RematchDueReward implements Store, checking in the Dynamo store's order.
+func (m *Memory) RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef) error {
+	what, err := validRematch(dueRewardID, from, to)
+	if err != nil {
+		return err
+	}
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	toQ := m.qualByRef(to)
+	if toQ == nil {
+		return fmt.Errorf("%s: qualification %d/%d: %w", what, to.LeadID, to.Seq, ErrNotFound)
+	}
+	switch toQ.MatchedDueRewardID {
+	case 0:
+	case dueRewardID:
+		return nil // moved already (a repeat)
+	default:
+		return fmt.Errorf("%s: qualification %d/%d matched to due reward %d: %w",
+			what, to.LeadID, to.Seq, toQ.MatchedDueRewardID, ErrConflict)
+	}
+	fromQ := m.qualByRef(from)
+	if fromQ == nil {
+		return fmt.Errorf("%s: qualification %d/%d: %w", what, from.LeadID, from.Seq, ErrNotFound)
+	}
+	r, ok := m.due[dueRewardID]
+	if !ok {
+		return fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
+	}
+	if r.Matched != from {
+		_, err := rematchAnswer(what, r, from, to)
+		return err
+	}
+	fromQ.MatchedDueRewardID = 0
+	toQ.MatchedDueRewardID = dueRewardID
+	r.Matched = to
+	m.due[dueRewardID] = r
+	return nil
+}
+
+// qualByRef points at a stored qualification (nil: none); the caller holds the mutex.
+func (m *Memory) qualByRef(ref QualificationRef) *Qualification {
+	qs := m.quals[ref.LeadID]
+	if ref.Seq > int64(len(qs)) {
+		return nil
+	}
+	return &qs[ref.Seq-1]
+}

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -207,4 +208,164 @@ func testMatchDueReward(t *testing.T, newStore newStoreFunc) {
 	}
 	// A reversed qualification can still be matched (the sweep then cancels its reward).
 	must(t, s.MatchDueReward(ctx, 502, other.Ref()))
+}
+
+// matchState is what a reader sees of a rematch: each due reward's match, and each
+// qualification's match in every recipient's index copy and in the qualification item (the
+// lead's latest, when it is the latest).
+type matchState struct {
+	due    map[int64]ledger.QualificationRef
+	copies map[int64]map[ledger.QualificationRef]int64 // recipient → qualification → matched reward
+}
+
+func readMatches(t *testing.T, s ledger.Store, dues []int64, recipients []int64) matchState {
+	t.Helper()
+	ctx := ctxT(t)
+	st := matchState{due: map[int64]ledger.QualificationRef{}, copies: map[int64]map[ledger.QualificationRef]int64{}}
+	for _, id := range dues {
+		r, err := s.DueRewardRecord(ctx, id)
+		must(t, err)
+		st.due[id] = r.Matched
+	}
+	for _, u := range recipients {
+		qs, err := s.QualificationsFor(ctx, u)
+		must(t, err)
+		st.copies[u] = map[ledger.QualificationRef]int64{}
+		for _, q := range qs {
+			st.copies[u][q.Ref()] = q.MatchedDueRewardID
+		}
+	}
+	return st
+}
+
+// wantMatches checks that every recipient's index copy of each qualification shows the reward
+// that want says, and that each due reward is matched back to the qualification showing it.
+func wantMatches(t *testing.T, s ledger.Store, recipients []int64, want map[ledger.QualificationRef]int64, dues []int64) {
+	t.Helper()
+	st := readMatches(t, s, dues, recipients)
+	for _, u := range recipients {
+		for ref, id := range want {
+			got, ok := st.copies[u][ref]
+			if !ok {
+				continue // not this recipient's
+			}
+			if got != id {
+				t.Errorf("QualificationsFor(%d): %d/%d matched to %d, want %d", u, ref.LeadID, ref.Seq, got, id)
+			}
+		}
+	}
+	for _, id := range dues {
+		var want0 ledger.QualificationRef
+		for ref, rid := range want {
+			if rid == id {
+				want0 = ref
+			}
+		}
+		if st.due[id] != want0 {
+			t.Errorf("due reward %d matched to %+v, want %+v", id, st.due[id], want0)
+		}
+	}
+}
+
+// A reward matched to a qualification that was reversed follows the lead's new qualification:
+// RF keeps the one due reward, so the sweep moves the match instead of canceling it.
+func testRematchDueReward(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const referrer = 100
+	q1, err := s.Qualify(ctx, qual(31, referrer, at(3, 1)))
+	must(t, err)
+	q3, err := s.Qualify(ctx, qual(32, referrer, at(4, 1))) // another lead of the referrer
+	must(t, err)
+	for _, id := range []int64{601, 602, 603} {
+		_, err := s.SeeDueReward(ctx, ledger.DueReward{ID: id, RewardID: 7, RecipientID: referrer, Metric: "amount"})
+		must(t, err)
+	}
+	must(t, s.MatchDueReward(ctx, 601, q1.Ref()))
+	must(t, s.MatchDueReward(ctx, 602, q3.Ref()))
+	_, err = s.Reverse(ctx, 31, at(5, 1), "refund re_1")
+	must(t, err)
+	q2, err := s.Qualify(ctx, qual(31, referrer, at(7, 1))) // the lead qualifies again
+	must(t, err)
+	if q2.Seq != 2 {
+		t.Fatalf("requalified = %+v", q2)
+	}
+	recipients := []int64{referrer, 31, 32}
+	dues := []int64{601, 602, 603}
+	before := map[ledger.QualificationRef]int64{q1.Ref(): 601, q2.Ref(): 0, q3.Ref(): 602}
+	wantMatches(t, s, recipients, before, dues)
+
+	for name, c := range map[string]struct {
+		id       int64
+		from, to ledger.QualificationRef
+	}{
+		"no reward":    {0, q1.Ref(), q2.Ref()},
+		"negative":     {-601, q1.Ref(), q2.Ref()},
+		"no from":      {601, ledger.QualificationRef{}, q2.Ref()},
+		"no from seq":  {601, ledger.QualificationRef{LeadID: 31}, q2.Ref()},
+		"no to":        {601, q1.Ref(), ledger.QualificationRef{}},
+		"no to lead":   {601, q1.Ref(), ledger.QualificationRef{Seq: 2}},
+		"from is to":   {601, q1.Ref(), q1.Ref()},
+		"same unknown": {601, ledger.QualificationRef{LeadID: 39, Seq: 1}, ledger.QualificationRef{LeadID: 39, Seq: 1}},
+	} {
+		if err := s.RematchDueReward(ctx, c.id, c.from, c.to); !errors.Is(err, ledger.ErrInvalid) {
+			t.Errorf("%s: error %v, want ErrInvalid", name, err)
+		}
+	}
+	for name, c := range map[string]struct {
+		id       int64
+		from, to ledger.QualificationRef
+	}{
+		"to missing":     {601, q1.Ref(), ledger.QualificationRef{LeadID: 31, Seq: 9}},
+		"from missing":   {601, ledger.QualificationRef{LeadID: 33, Seq: 1}, q2.Ref()},
+		"reward missing": {699, q1.Ref(), q2.Ref()},
+	} {
+		if err := s.RematchDueReward(ctx, c.id, c.from, c.to); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("%s: error %v, want ErrNotFound", name, err)
+		}
+	}
+	for name, c := range map[string]struct {
+		id       int64
+		from, to ledger.QualificationRef
+	}{
+		"reward matched elsewhere": {602, q1.Ref(), q2.Ref()}, // 602 is q3's
+		"reward not matched":       {603, q1.Ref(), q2.Ref()},
+		"to matched to another":    {601, q1.Ref(), q3.Ref()}, // q3 is 602's
+		"from is not the match":    {601, q3.Ref(), q2.Ref()},
+	} {
+		if err := s.RematchDueReward(ctx, c.id, c.from, c.to); !errors.Is(err, ledger.ErrConflict) {
+			t.Errorf("%s: error %v, want ErrConflict", name, err)
+		}
+	}
+	wantMatches(t, s, recipients, before, dues) // nothing refused changed anything
+
+	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref()))
+	after := map[ledger.QualificationRef]int64{q1.Ref(): 0, q2.Ref(): 601, q3.Ref(): 602}
+	wantMatches(t, s, recipients, after, dues)
+	latest, err := s.LatestQualification(ctx, 31) // the qualification item itself
+	must(t, err)
+	if latest.Ref() != q2.Ref() || latest.MatchedDueRewardID != 601 || !latest.Standing() {
+		t.Errorf("latest qualification of lead 31 = %+v", latest)
+	}
+	all, err := s.QualificationsFor(ctx, referrer)
+	must(t, err)
+	if len(all) != 3 || all[0].Ref() != q1.Ref() || all[0].Standing() || all[2].Ref() != q2.Ref() || !all[2].Standing() {
+		t.Errorf("QualificationsFor(%d) = %+v", referrer, all)
+	}
+
+	// A repeat (a lost response, a second sweep) is a no-op.
+	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref()))
+	wantMatches(t, s, recipients, after, dues)
+	// Moving it on from a qualification it is no longer matched to conflicts.
+	wantErr(t, s.RematchDueReward(ctx, 601, q1.Ref(), q3.Ref()), ledger.ErrConflict)
+	wantMatches(t, s, recipients, after, dues)
+
+	// from is free again, in the qualification item too (MatchDueReward's condition reads it).
+	must(t, s.MatchDueReward(ctx, 603, q1.Ref()))
+	after[q1.Ref()] = 603
+	wantMatches(t, s, recipients, after, dues)
+	// Still a no-op once from has another reward; moving back onto it conflicts.
+	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref()))
+	wantErr(t, s.RematchDueReward(ctx, 601, q2.Ref(), q1.Ref()), ledger.ErrConflict)
+	wantMatches(t, s, recipients, after, dues)
 }

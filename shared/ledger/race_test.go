@@ -280,3 +280,89 @@ func testRaceMapCustomer(t *testing.T, newStore newStoreFunc) {
 		t.Errorf("%d mapped, %d conflicts (winner lead %d)", ok, conflicts, m.LeadID)
 	}
 }
+
+// rematchSetup qualifies lead for referrer 100, matches reward to that qualification, reverses
+// it and qualifies the lead again: the reward's match should move from the first to the second.
+func rematchSetup(t *testing.T, s ledger.Store, lead, reward int64) (from, to ledger.Qualification) {
+	t.Helper()
+	ctx := ctxT(t)
+	from, err := s.Qualify(ctx, qual(lead, 100, at(3, 1)))
+	must(t, err)
+	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: reward, RewardID: 7, RecipientID: 100, Metric: "amount"})
+	must(t, err)
+	must(t, s.MatchDueReward(ctx, reward, from.Ref()))
+	_, err = s.Reverse(ctx, lead, at(5, 1), "refund")
+	must(t, err)
+	to, err = s.Qualify(ctx, qual(lead, 100, at(7, 1)))
+	must(t, err)
+	return from, to
+}
+
+// Concurrent sweeps moving the same match: one moves it, the others find it moved (no-op).
+func testRaceRematchSame(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	from, to := rematchSetup(t, s, 41, 700)
+	const n = 20
+	errs := race(n, func(int) error { return s.RematchDueReward(ctx, 700, from.Ref(), to.Ref()) })
+	if ok, _ := tally(t, errs, nil); ok != n {
+		t.Errorf("%d of %d rematches succeeded", ok, n)
+	}
+	wantMatches(t, s, []int64{100, 41}, map[ledger.QualificationRef]int64{from.Ref(): 0, to.Ref(): 700}, []int64{700})
+	latest, err := s.LatestQualification(ctx, 41)
+	must(t, err)
+	if latest.Ref() != to.Ref() || latest.MatchedDueRewardID != 700 {
+		t.Errorf("qualification item = %+v", latest)
+	}
+	// from's item is free: a match on it passes its condition.
+	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: 701, RewardID: 7, RecipientID: 100, Metric: "amount"})
+	must(t, err)
+	must(t, s.MatchDueReward(ctx, 701, from.Ref()))
+}
+
+// Moving reward A's match onto a qualification races with matching reward B to it: exactly one
+// of A and B gets it, every caller on that side succeeds (the rest are no-ops), every caller on
+// the other side gets ErrConflict, and the index copies agree with the items.
+func testRaceRematchOrMatch(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	const a, b = 710, 711
+	from, to := rematchSetup(t, s, 42, a)
+	_, err := s.SeeDueReward(ctx, ledger.DueReward{ID: b, RewardID: 7, RecipientID: 100, Metric: "amount"})
+	must(t, err)
+	const n = 20
+	errs := race(n, func(i int) error {
+		if i%2 == 0 {
+			return s.RematchDueReward(ctx, a, from.Ref(), to.Ref())
+		}
+		return s.MatchDueReward(ctx, b, to.Ref())
+	})
+	tally(t, errs, ledger.ErrConflict)
+	latest, err := s.LatestQualification(ctx, 42) // to's qualification item
+	must(t, err)
+	winner := latest.MatchedDueRewardID
+	if latest.Ref() != to.Ref() || (winner != a && winner != b) {
+		t.Fatalf("qualification item = %+v, want it matched to %d or %d", latest, a, b)
+	}
+	for i, err := range errs {
+		side := int64(a)
+		if i%2 == 1 {
+			side = b
+		}
+		if (side == winner) != (err == nil) {
+			t.Errorf("caller %d (reward %d) got %v; %d won", i, side, err, winner)
+		}
+	}
+	want := map[ledger.QualificationRef]int64{from.Ref(): 0, to.Ref(): a}
+	if winner == b {
+		want = map[ledger.QualificationRef]int64{from.Ref(): a, to.Ref(): b}
+	}
+	wantMatches(t, s, []int64{100, 42}, want, []int64{a, b})
+	for _, u := range []int64{100, 42} {
+		qs, err := s.QualificationsFor(ctx, u)
+		must(t, err)
+		if len(qs) != 2 || qs[1].Ref() != to.Ref() || qs[1].MatchedDueRewardID != latest.MatchedDueRewardID {
+			t.Errorf("QualificationsFor(%d) = %+v, item matched to %d", u, qs, latest.MatchedDueRewardID)
+		}
+	}
+}

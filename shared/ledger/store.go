@@ -69,6 +69,17 @@ type Store interface {
 	// MatchDueReward ties a seen due reward and a qualification to each other, once: the same
 	// pair again is a no-op; either side matched to something else → ErrConflict.
 	MatchDueReward(ctx context.Context, dueRewardID int64, q QualificationRef) error
+	// RematchDueReward moves a due reward's match from one qualification to another, once and
+	// atomically: the reward must be matched to from, and to must be unmatched (or already matched
+	// to this reward, which makes a repeat a no-op). from is left unmatched. Otherwise → ErrConflict
+	// (the reward is matched elsewhere, or to belongs to another reward); a missing reward or
+	// qualification → ErrNotFound.
+	//
+	// The sweep uses it when the qualification a reward was matched to has been reversed and the
+	// same lead qualified again: RF keeps the one due reward, so the match follows the lead's new
+	// qualification instead of the reward being canceled. An unmatched reward is not matched to
+	// from, so it conflicts too (MatchDueReward matches it).
+	RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef) error
 
 	// SeeDueReward records a due reward the first time it is seen; FirstSeenAt never moves.
 	SeeDueReward(ctx context.Context, r DueReward) (DueReward, error)

@@ -75,6 +75,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"ReverseThenRequalify", testReverseThenRequalify},
 		{"QualificationsFor", testQualificationsFor},
 		{"MatchDueReward", testMatchDueReward},
+		{"RematchDueReward", testRematchDueReward},
 		{"DueRewards", testDueRewards},
 		{"IssuedInMonth", testIssuedInMonth},
 		{"IssuedMonthBoundary", testIssuedMonthBoundary},
@@ -102,6 +103,8 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"RaceTakeOverIntent", testRaceTakeOverIntent},
 		{"RaceMapCustomer", testRaceMapCustomer},
 		{"RaceChargeRefunds", testRaceChargeRefunds},
+		{"RaceRematchSame", testRaceRematchSame},
+		{"RaceRematchOrMatch", testRaceRematchOrMatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -219,6 +219,34 @@ type QualificationRef struct {
 // IsZero reports whether the reference points at nothing.
 func (r QualificationRef) IsZero() bool { return r.LeadID == 0 && r.Seq == 0 }
 
+// validRematch checks RematchDueReward's arguments and returns the operation's name for errors.
+func validRematch(dueRewardID int64, from, to QualificationRef) (string, error) {
+	what := fmt.Sprintf("ledger: rematch due reward %d from qualification %d/%d to %d/%d",
+		dueRewardID, from.LeadID, from.Seq, to.LeadID, to.Seq)
+	switch {
+	case dueRewardID <= 0 || from.LeadID <= 0 || from.Seq <= 0 || to.LeadID <= 0 || to.Seq <= 0:
+		return what, fmt.Errorf("%s: %w", what, ErrInvalid)
+	case from == to:
+		return what, fmt.Errorf("%s: the same qualification: %w", what, ErrInvalid)
+	}
+	return what, nil
+}
+
+// rematchAnswer says what RematchDueReward does with a due reward r that is known to exist but
+// whose from qualification is not matched to it: already matched to to → done (nil); matched to
+// from → go on (done=false, a race: read again); otherwise → ErrConflict.
+func rematchAnswer(what string, r DueReward, from, to QualificationRef) (done bool, err error) {
+	switch {
+	case r.Matched == to:
+		return true, nil
+	case r.Matched == from:
+		return false, nil
+	case r.Matched.IsZero():
+		return true, fmt.Errorf("%s: due reward is not matched: %w", what, ErrConflict)
+	}
+	return true, fmt.Errorf("%s: due reward matched to %d/%d: %w", what, r.Matched.LeadID, r.Matched.Seq, ErrConflict)
+}
+
 // NextQualificationSeq is the Seq the lead's next Qualify will get, given its latest
 // qualification (found=false: it has none). It names the generation in intent targets.
 func NextQualificationSeq(latest Qualification, found bool) int64 {
