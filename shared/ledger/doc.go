@@ -14,7 +14,8 @@
 //   - a lead has at most one standing qualification; reversing it and qualifying again creates a
 //     new one, never resurrects the old;
 //   - a due reward is settled (issued or canceled) once, and is matched to at most one
-//     qualification and vice versa;
+//     qualification; a qualification backs at most one due reward per recipient and reward
+//     definition (a slot: the referrer's $25 and the lead's coupon both stand on it);
 //   - an effect intent is begun once per (kind, target): a second Begin while it is pending says
 //     "a previous attempt may have reached RF, reconcile first" instead of letting the caller
 //     call again, and changes nothing; after reconciling, exactly one caller can take over a

@@ -2,11 +2,12 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // latestQual reads a lead's newest qualification: one consistent Query, newest first, limit 1.
@@ -17,7 +18,7 @@ func (d *Dynamo) latestQual(ctx context.Context, leadID int64) (Qualification, b
 	if err != nil || len(items) == 0 {
 		return Qualification{}, false, err
 	}
-	q, err := decodeItem(items[0], qualItem.qualification)
+	q, err := decodeQual(items[0])
 	return q, err == nil, err
 }
 
@@ -32,7 +33,7 @@ func (d *Dynamo) Qualify(ctx context.Context, q Qualification) (Qualification, e
 		q.At = d.cfg.clock()
 	}
 	q.At = utc(q.At)
-	q.ReversedAt, q.ReversalReason, q.MatchedDueRewardID = time.Time{}, "", 0
+	q.ReversedAt, q.ReversalReason, q.MatchedDueRewardIDs, q.Slots = time.Time{}, "", nil, nil
 	for range maxRaces {
 		latest, found, err := d.latestQual(ctx, q.LeadID)
 		if err != nil {
@@ -126,7 +127,7 @@ func (d *Dynamo) StandingQualification(ctx context.Context, leadID int64) (Quali
 }
 
 // QualificationsFor implements Store: one consistent Query of the recipient's index partition
-// (more pages past 1 MB), already in time order.
+// (more pages past 1 MB), already in time order. Each copy carries the recipient's slots.
 func (d *Dynamo) QualificationsFor(ctx context.Context, recipientID int64) ([]Qualification, error) {
 	items, err := d.queryPartition(ctx, recipientPK(recipientID), qualSKPrefix, true, 0)
 	if err != nil {
@@ -134,7 +135,7 @@ func (d *Dynamo) QualificationsFor(ctx context.Context, recipientID int64) ([]Qu
 	}
 	qs := make([]Qualification, 0, len(items))
 	for _, av := range items {
-		q, err := decodeItem(av, qualItem.qualification)
+		q, err := decodeQual(av)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: qualifications for %d: %w", recipientID, err)
 		}
@@ -143,64 +144,104 @@ func (d *Dynamo) QualificationsFor(ctx context.Context, recipientID int64) ([]Qu
 	return qs, nil
 }
 
-// MatchDueReward implements Store: one consistent GetItem of the qualification (its index keys
-// need its time and referrer), then one TransactWriteItems updating the qualification, its index
-// items and the due reward, each side on condition that it is unmatched or matched to the other.
-func (d *Dynamo) MatchDueReward(ctx context.Context, dueRewardID int64, ref QualificationRef) error {
-	if dueRewardID <= 0 || ref.LeadID <= 0 || ref.Seq <= 0 {
-		return fmt.Errorf("ledger: match due reward %d to %d/%d: %w", dueRewardID, ref.LeadID, ref.Seq, ErrInvalid)
+// MatchDueReward implements Store: one consistent GetItem of the qualification (the recipient's
+// index key needs its time and referrer), then one TransactWriteItems of three items: the due
+// reward (condition: unmatched or matched to this qualification, and recorded for the slot's
+// recipient and reward definition), the qualification item (ADD to matched_due_reward_ids) and
+// the recipient's index copy (SET slot_<rewardID>, condition: free or this reward). A failed
+// condition's ALL_OLD item says why; nothing is read again.
+func (d *Dynamo) MatchDueReward(ctx context.Context, dueRewardID int64, ref QualificationRef, slot RewardSlot) error {
+	what, err := validMatch(dueRewardID, ref, slot)
+	if err != nil {
+		return err
 	}
-	what := fmt.Sprintf("ledger: match due reward %d to qualification %d/%d", dueRewardID, ref.LeadID, ref.Seq)
-	for range maxRaces {
-		av, found, err := d.get(ctx, qualKey(ref.LeadID, ref.Seq))
-		if err != nil {
-			return fmt.Errorf("%s: read: %w", what, err)
-		}
-		if !found {
-			return fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
-		}
-		q, err := decodeItem(av, qualItem.qualification)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if q.MatchedDueRewardID != 0 && q.MatchedDueRewardID != dueRewardID {
-			return fmt.Errorf("%s: qualification matched to due reward %d: %w", what, q.MatchedDueRewardID, ErrConflict)
-		}
-		t := &txn{}
-		matched := expression.Name("matched_due_reward_id")
-		qCond := exists().And(expression.AttributeNotExists(matched).Or(matched.Equal(expression.Value(dueRewardID))))
-		d.txUpdate(t, qualKey(ref.LeadID, ref.Seq), set("matched_due_reward_id", dueRewardID), &qCond)
-		present := exists()
-		for _, r := range q.recipients() {
-			d.txUpdate(t, recipientKey(r, q), set("matched_due_reward_id", dueRewardID), &present)
-		}
-		lead := expression.Name("matched_lead_id")
-		dCond := exists().And(expression.AttributeNotExists(lead).Or(
-			lead.Equal(expression.Value(ref.LeadID)).And(eq("matched_seq", ref.Seq))))
-		dueAt := d.txUpdate(t, dueKey(dueRewardID),
-			set("matched_lead_id", ref.LeadID).Set(expression.Name("matched_seq"), expression.Value(ref.Seq)), &dCond)
-		err = d.transact(ctx, t)
-		if err == nil {
-			return nil
-		}
-		reasons, ok := cancellation(err)
-		if !ok {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if old, failed := failedAt(reasons, dueAt); failed {
-			if len(old) == 0 {
-				return fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
-			}
-			r, derr := decodeItem(old, dueItem.dueReward)
-			return errors.Join(fmt.Errorf("%s: due reward matched to %d/%d: %w",
-				what, r.Matched.LeadID, r.Matched.Seq, ErrConflict), derr)
-		}
-		if _, failed := failedAt(reasons, 0); !failed {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		// The qualification was matched concurrently: read it again.
+	q, found, err := d.qualByRef(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("%s: read: %w", what, err)
 	}
-	return fmt.Errorf("%s: %w", what, errContention)
+	if !found {
+		return fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+	}
+	if err := q.slotOf(what, slot); err != nil {
+		return err
+	}
+	t := &txn{}
+	lead := expression.Name("matched_lead_id")
+	dCond := exists().And(expression.AttributeNotExists(lead).Or(
+		lead.Equal(expression.Value(ref.LeadID)).And(eq("matched_seq", ref.Seq)))).And(dueOfSlot(slot))
+	dueAt := d.txUpdate(t, dueKey(dueRewardID), fillSlot(slot).
+		Set(lead, expression.Value(ref.LeadID)).Set(expression.Name("matched_seq"), expression.Value(ref.Seq)), &dCond)
+	present := exists()
+	d.txUpdate(t, qualKey(ref.LeadID, ref.Seq), addMatched(dueRewardID), &present)
+	copyCond := slotFree(slot, dueRewardID)
+	copyAt := d.txUpdate(t, recipientKey(slot.RecipientID, q), set(slotAttr(slot.RewardID), dueRewardID), &copyCond)
+	err = d.transact(ctx, t)
+	if err == nil {
+		return nil
+	}
+	reasons, ok := cancellation(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if old, failed := failedAt(reasons, dueAt); failed {
+		if len(old) == 0 {
+			return fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
+		}
+		r, derr := decodeItem(old, dueItem.dueReward)
+		if derr != nil {
+			return fmt.Errorf("%s: %w", what, derr)
+		}
+		if err := slotMismatch(what, r, slot); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s: due reward matched to %d/%d: %w", what, r.Matched.LeadID, r.Matched.Seq, ErrConflict)
+	}
+	if old, failed := failedAt(reasons, copyAt); failed && len(old) > 0 {
+		return slotTaken(what, old, ref, slot)
+	}
+	// Not a race (the qualification item or its index copy is missing: the store's own items
+	// disagree): reported as it is.
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// dueOfSlot: the due reward is recorded for the slot's recipient and reward definition, or does
+// not know them yet (fillSlot then records them).
+func dueOfSlot(slot RewardSlot) expression.ConditionBuilder {
+	rcp, rid := expression.Name("recipient_id"), expression.Name("reward_id")
+	return expression.AttributeNotExists(rcp).Or(rcp.Equal(expression.Value(slot.RecipientID))).
+		And(expression.AttributeNotExists(rid).Or(rid.Equal(expression.Value(slot.RewardID))))
+}
+
+// fillSlot records the slot's recipient and reward definition on a due reward that lacks them
+// (one recorded by a settlement before it was seen), so it can never take another slot.
+func fillSlot(slot RewardSlot) expression.UpdateBuilder {
+	return expression.Set(expression.Name("recipient_id"), ifAbsent("recipient_id", slot.RecipientID)).
+		Set(expression.Name("reward_id"), ifAbsent("reward_id", slot.RewardID))
+}
+
+// slotFree: the index copy exists and its slot is free or already this reward's.
+func slotFree(slot RewardSlot, dueRewardID int64) expression.ConditionBuilder {
+	name := expression.Name(slotAttr(slot.RewardID))
+	return exists().And(expression.AttributeNotExists(name).Or(name.Equal(expression.Value(dueRewardID))))
+}
+
+// addMatched adds a due reward to a qualification item's matched_due_reward_ids.
+func addMatched(dueRewardID int64) expression.UpdateBuilder {
+	return expression.Add(expression.Name("matched_due_reward_ids"), numberSet(dueRewardID))
+}
+
+func numberSet(id int64) expression.ValueBuilder {
+	return expression.Value(&types.AttributeValueMemberNS{Value: []string{itoa(id)}})
+}
+
+// slotTaken is the ErrConflict for an index copy (old, as it was) whose slot holds another reward.
+func slotTaken(what string, old map[string]types.AttributeValue, ref QualificationRef, slot RewardSlot) error {
+	q, err := decodeQual(old)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: qualification %d/%d: the slot of recipient %d, reward %d holds due reward %d: %w",
+		what, ref.LeadID, ref.Seq, slot.RecipientID, slot.RewardID, q.Slots[slot.RewardID], ErrConflict)
 }
 
 // qualByRef reads one qualification item with a consistent GetItem; found=false when absent.
@@ -209,21 +250,23 @@ func (d *Dynamo) qualByRef(ctx context.Context, ref QualificationRef) (Qualifica
 	if err != nil || !found {
 		return Qualification{}, false, err
 	}
-	q, err := decodeItem(av, qualItem.qualification)
+	q, err := decodeQual(av)
 	return q, err == nil, err
 }
 
-// RematchDueReward implements Store: one consistent GetItem of each qualification (their index
-// keys need their time and referrer; to's match may already answer), then one TransactWriteItems
-// moving the match: the due reward from from to to, from's item and index copies unmatched, to's
-// matched, each on condition that it is matched as read. The due reward's failed condition
-// (ALL_OLD) tells the outcome of a lost race: moved to to already (done) or elsewhere (conflict).
-func (d *Dynamo) RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef) error {
-	what, err := validRematch(dueRewardID, from, to)
+// RematchDueReward implements Store: one consistent GetItem of each qualification item (`to`'s
+// set may already answer; the index keys need their time and referrer), then one
+// TransactWriteItems of five items moving the reward from `from`'s slot to `to`'s: the due
+// reward (condition: matched to `from`, and recorded for the slot), `from`'s item (DELETE from
+// matched_due_reward_ids), `from`'s index copy of the recipient (REMOVE the slot, condition: it
+// holds this reward), `to`'s item (ADD) and `to`'s copy (SET the slot, condition: free or this
+// reward). The due reward's failed condition (ALL_OLD) tells the outcome of a lost race: moved
+// to `to` already (done) or elsewhere (conflict); `to`'s copy, that its slot was taken.
+func (d *Dynamo) RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef, slot RewardSlot) error {
+	what, err := validRematch(dueRewardID, from, to, slot)
 	if err != nil {
 		return err
 	}
-	matched := expression.Name("matched_due_reward_id")
 	for range maxRaces {
 		toQ, found, err := d.qualByRef(ctx, to)
 		if err != nil {
@@ -232,13 +275,11 @@ func (d *Dynamo) RematchDueReward(ctx context.Context, dueRewardID int64, from, 
 		if !found {
 			return fmt.Errorf("%s: qualification %d/%d: %w", what, to.LeadID, to.Seq, ErrNotFound)
 		}
-		switch toQ.MatchedDueRewardID {
-		case 0:
-		case dueRewardID:
-			return nil // moved already (a repeat): both sides are only ever written together
-		default:
-			return fmt.Errorf("%s: qualification %d/%d matched to due reward %d: %w",
-				what, to.LeadID, to.Seq, toQ.MatchedDueRewardID, ErrConflict)
+		if slices.Contains(toQ.MatchedDueRewardIDs, dueRewardID) {
+			return nil // moved already (a repeat): the reward and both sides are only ever written together
+		}
+		if err := toQ.slotOf(what, slot); err != nil {
+			return err
 		}
 		fromQ, found, err := d.qualByRef(ctx, from)
 		if err != nil {
@@ -247,9 +288,12 @@ func (d *Dynamo) RematchDueReward(ctx context.Context, dueRewardID int64, from, 
 		if !found {
 			return fmt.Errorf("%s: qualification %d/%d: %w", what, from.LeadID, from.Seq, ErrNotFound)
 		}
-		if fromQ.MatchedDueRewardID != dueRewardID {
+		if err := fromQ.slotOf(what, slot); err != nil {
+			return err
+		}
+		if !slices.Contains(fromQ.MatchedDueRewardIDs, dueRewardID) {
 			// The reward is not matched to from: read it, to say how it is (or that it is missing).
-			done, err := d.rematchRefused(ctx, what, dueRewardID, from, to)
+			done, err := d.rematchRefused(ctx, what, dueRewardID, from, to, slot)
 			if done || err != nil {
 				return err
 			}
@@ -258,22 +302,18 @@ func (d *Dynamo) RematchDueReward(ctx context.Context, dueRewardID int64, from, 
 
 		t := &txn{}
 		lead := expression.Name("matched_lead_id")
-		dCond := exists().And(lead.Equal(expression.Value(from.LeadID))).And(eq("matched_seq", from.Seq))
-		dueAt := d.txUpdate(t, dueKey(dueRewardID),
-			set("matched_lead_id", to.LeadID).Set(expression.Name("matched_seq"), expression.Value(to.Seq)), &dCond)
-		unmatch := expression.Remove(matched)
-		fromCond := exists().And(matched.Equal(expression.Value(dueRewardID)))
-		fromAt := d.txUpdate(t, qualKey(from.LeadID, from.Seq), unmatch, &fromCond)
+		dCond := exists().And(lead.Equal(expression.Value(from.LeadID))).And(eq("matched_seq", from.Seq)).And(dueOfSlot(slot))
+		dueAt := d.txUpdate(t, dueKey(dueRewardID), fillSlot(slot).
+			Set(lead, expression.Value(to.LeadID)).Set(expression.Name("matched_seq"), expression.Value(to.Seq)), &dCond)
 		present := exists()
-		for _, r := range fromQ.recipients() {
-			d.txUpdate(t, recipientKey(r, fromQ), unmatch, &present)
-		}
-		match := set("matched_due_reward_id", dueRewardID)
-		toCond := exists().And(expression.AttributeNotExists(matched).Or(matched.Equal(expression.Value(dueRewardID))))
-		toAt := d.txUpdate(t, qualKey(to.LeadID, to.Seq), match, &toCond)
-		for _, r := range toQ.recipients() {
-			d.txUpdate(t, recipientKey(r, toQ), match, &present)
-		}
+		d.txUpdate(t, qualKey(from.LeadID, from.Seq),
+			expression.Delete(expression.Name("matched_due_reward_ids"), numberSet(dueRewardID)), &present)
+		name := expression.Name(slotAttr(slot.RewardID))
+		fromCond := exists().And(name.Equal(expression.Value(dueRewardID)))
+		fromAt := d.txUpdate(t, recipientKey(slot.RecipientID, fromQ), expression.Remove(name), &fromCond)
+		d.txUpdate(t, qualKey(to.LeadID, to.Seq), addMatched(dueRewardID), &present)
+		toCond := slotFree(slot, dueRewardID)
+		toAt := d.txUpdate(t, recipientKey(slot.RecipientID, toQ), set(slotAttr(slot.RewardID), dueRewardID), &toCond)
 		err = d.transact(ctx, t)
 		if err == nil {
 			return nil
@@ -287,36 +327,35 @@ func (d *Dynamo) RematchDueReward(ctx context.Context, dueRewardID int64, from, 
 				return fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
 			}
 			r, derr := decodeItem(old, dueItem.dueReward)
-			if derr == nil && r.Matched == to {
+			if derr != nil {
+				return fmt.Errorf("%s: %w", what, derr)
+			}
+			if err := slotMismatch(what, r, slot); err != nil {
+				return err
+			}
+			if r.Matched == to {
 				return nil // moved by a concurrent caller
 			}
-			return errors.Join(fmt.Errorf("%s: due reward matched to %d/%d: %w",
-				what, r.Matched.LeadID, r.Matched.Seq, ErrConflict), derr)
+			return fmt.Errorf("%s: due reward matched to %d/%d: %w", what, r.Matched.LeadID, r.Matched.Seq, ErrConflict)
 		}
 		if old, failed := failedAt(reasons, toAt); failed && len(old) > 0 {
-			q, qerr := decodeItem(old, qualItem.qualification)
-			if qerr != nil {
-				return fmt.Errorf("%s: %w", what, qerr)
-			}
-			if q.MatchedDueRewardID != 0 && q.MatchedDueRewardID != dueRewardID {
-				return fmt.Errorf("%s: qualification %d/%d matched to due reward %d: %w",
-					what, to.LeadID, to.Seq, q.MatchedDueRewardID, ErrConflict)
-			}
+			return slotTaken(what, old, to, slot)
 		}
-		_, fromFailed := failedAt(reasons, fromAt)
-		_, toFailed := failedAt(reasons, toAt)
-		if !fromFailed && !toFailed {
-			return fmt.Errorf("%s: %w", what, err)
+		if old, failed := failedAt(reasons, fromAt); failed && len(old) > 0 {
+			// The reward is matched to from, but not in this slot of it.
+			return slotTaken(what, old, from, slot)
 		}
-		// A qualification changed since it was read: read both again.
+		// Not a race (an item of the move is missing: the store's own items disagree).
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%s: %w", what, errContention)
 }
 
 // rematchRefused reads the due reward when from is not matched to it, and answers: done (nil)
-// if it is matched to to, ErrNotFound if it was never seen, ErrConflict if it is matched
-// elsewhere or not at all. done=false, err=nil: it is matched to from after all (a race).
-func (d *Dynamo) rematchRefused(ctx context.Context, what string, dueRewardID int64, from, to QualificationRef) (done bool, err error) {
+// if it is matched to to, ErrNotFound if it was never seen, ErrInvalid if it is recorded for
+// another slot, ErrConflict if it is matched elsewhere or not at all. done=false, err=nil: it is
+// matched to from after all (a race).
+func (d *Dynamo) rematchRefused(ctx context.Context, what string, dueRewardID int64, from, to QualificationRef, slot RewardSlot) (done bool, err error) {
 	av, found, err := d.get(ctx, dueKey(dueRewardID))
 	if err != nil {
 		return true, fmt.Errorf("%s: read due reward: %w", what, err)
@@ -328,5 +367,5 @@ func (d *Dynamo) rematchRefused(ctx context.Context, what string, dueRewardID in
 	if err != nil {
 		return true, fmt.Errorf("%s: %w", what, err)
 	}
-	return rematchAnswer(what, r, from, to)
+	return rematchAnswer(what, r, from, to, slot)
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 type rematchFake struct {
 	mu     sync.Mutex
 	items  map[string]map[string]types.AttributeValue // "id/sk" → item
+	get    func(key string)                           // called (locked) before a GetItem is answered
 	gets   int
 	txs    []*dynamodb.TransactWriteItemsInput
 	answer func(pass int) error // the pass-th TransactWriteItems (from 1); nil: success
@@ -38,6 +40,9 @@ func (f *rematchFake) db() *fakeDB {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.gets++
+			if f.get != nil {
+				f.get(avKey(in.Key))
+			}
 			return &dynamodb.GetItemOutput{Item: f.items[avKey(in.Key)]}, nil
 		},
 		transact: func(in *dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
@@ -64,9 +69,9 @@ func mustAV(t *testing.T, v any) map[string]types.AttributeValue {
 	return av
 }
 
-// canceledAt cancels a 7-item rematch transaction with item i's condition failed (old item).
+// canceledAt cancels a 5-item rematch transaction with item i's condition failed (old item).
 func canceledAt(i int, old map[string]types.AttributeValue) error {
-	reasons := make([]types.CancellationReason, 7)
+	reasons := make([]types.CancellationReason, 5)
 	for j := range reasons {
 		reasons[j].Code = aws.String("None")
 	}
@@ -76,21 +81,30 @@ func canceledAt(i int, old map[string]types.AttributeValue) error {
 
 func TestRematchTransaction(t *testing.T) {
 	when := time.Date(2026, 2, 3, 1, 0, 0, 0, time.UTC)
+	// The referrer's reward 700 (definition 7) moves; the lead's coupon 800 (definition 8) stays
+	// on from: the transaction touches only the referrer's slot.
 	from := Qualification{LeadID: 41, Seq: 1, ReferrerID: 100, At: when, Origin: OriginRefbridge,
-		ReversedAt: when.Add(time.Hour), MatchedDueRewardID: 700}
+		ReversedAt: when.Add(time.Hour), MatchedDueRewardIDs: []int64{700, 800}}
 	to := Qualification{LeadID: 41, Seq: 2, ReferrerID: 100, At: when.Add(2 * time.Hour), Origin: OriginRefbridge}
+	slot := RewardSlot{RecipientID: 100, RewardID: 7}
 	due := func(m QualificationRef) map[string]types.AttributeValue {
-		return mustAV(t, dueItem{ID: "due#700", SK: "due", Type: typeDueReward, DueRewardID: 700,
+		return mustAV(t, dueItem{ID: "due#700", SK: "due", Type: typeDueReward, DueRewardID: 700, RewardID: 7, RecipientID: 100,
 			FirstSeenAt: formatTS(when), State: string(RewardSeen), MatchedLeadID: m.LeadID, MatchedSeq: m.Seq})
 	}
 	qualAV := func(q Qualification) map[string]types.AttributeValue {
 		k := qualKey(q.LeadID, q.Seq)
 		return mustAV(t, newQualItem(k, typeQualification, q))
 	}
+	// copyAV is the referrer's index copy of q with its slot for definition 7 holding id (0: free).
+	copyAV := func(q Qualification, id int64) map[string]types.AttributeValue {
+		av := mustAV(t, newQualItem(recipientKey(100, q), typeQualIndex, q))
+		if id != 0 {
+			av[slotAttr(7)] = &types.AttributeValueMemberN{Value: itoa(id)}
+		}
+		return av
+	}
 	toMatched := to
-	toMatched.MatchedDueRewardID = 700
-	toTaken := to
-	toTaken.MatchedDueRewardID = 999
+	toMatched.MatchedDueRewardIDs = []int64{700}
 	fresh := func() *rematchFake {
 		f := &rematchFake{items: map[string]map[string]types.AttributeValue{}}
 		for _, q := range []Qualification{from, to} {
@@ -104,7 +118,7 @@ func TestRematchTransaction(t *testing.T) {
 
 	t.Run("moves in one transaction", func(t *testing.T) {
 		f := fresh()
-		if err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref()); err != nil {
+		if err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref(), slot); err != nil {
 			t.Fatal(err)
 		}
 		if f.gets != 2 || len(f.txs) != 1 {
@@ -118,12 +132,10 @@ func TestRematchTransaction(t *testing.T) {
 			cond        bool
 		}{
 			{"due#700/due", "SET", true},
-			{"qual#41/q#0000000001", "REMOVE", true},
+			{"qual#41/q#0000000001", "DELETE", true},
 			{recipientKey(100, from).id + "/" + recipientKey(100, from).sk, "REMOVE", true},
-			{recipientKey(41, from).id + "/" + recipientKey(41, from).sk, "REMOVE", true},
-			{"qual#41/q#0000000002", "SET", true},
+			{"qual#41/q#0000000002", "ADD", true},
 			{recipientKey(100, to).id + "/" + recipientKey(100, to).sk, "SET", true},
-			{recipientKey(41, to).id + "/" + recipientKey(41, to).sk, "SET", true},
 		}
 		items := f.txs[0].TransactItems
 		if len(items) != len(want) {
@@ -146,7 +158,7 @@ func TestRematchTransaction(t *testing.T) {
 		f := fresh()
 		k := qualKey(41, 2)
 		f.items[k.id+"/"+k.sk] = qualAV(toMatched)
-		if err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref()); err != nil {
+		if err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref(), slot); err != nil {
 			t.Fatal(err)
 		}
 		if f.gets != 1 || len(f.txs) != 0 {
@@ -163,14 +175,16 @@ func TestRematchTransaction(t *testing.T) {
 		{"moved by another caller meanwhile", canceledAt(0, due(to.Ref())), nil, false},
 		{"reward matched elsewhere meanwhile", canceledAt(0, due(QualificationRef{LeadID: 9, Seq: 1})), ErrConflict, false},
 		{"reward missing", canceledAt(0, nil), ErrNotFound, false},
-		{"to taken meanwhile", canceledAt(4, qualAV(toTaken)), ErrConflict, false},
+		{"to's slot taken meanwhile", canceledAt(4, copyAV(to, 999)), ErrConflict, false},
+		{"from's slot holds another reward", canceledAt(2, copyAV(from, 998)), ErrConflict, false},
 		// Not a race: the store's own items disagree. Reported as it is, not retried.
 		{"an index copy missing", canceledAt(2, nil), nil, true},
+		{"a qualification item missing", canceledAt(3, nil), nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := fresh()
 			f.answer = func(int) error { return c.cancel }
-			err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref())
+			err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref(), slot)
 			switch {
 			case c.raw:
 				if _, ok := cancellation(err); !ok || errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
@@ -187,30 +201,45 @@ func TestRematchTransaction(t *testing.T) {
 		})
 	}
 
-	t.Run("a qualification changed: read again", func(t *testing.T) {
+	t.Run("a slot of another recipient: refused before any write", func(t *testing.T) {
 		f := fresh()
-		f.answer = func(pass int) error {
-			// The first pass loses to a concurrent move; the re-read then finds to matched.
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			k := qualKey(41, 2)
-			f.items[k.id+"/"+k.sk] = qualAV(toMatched)
-			return canceledAt(1, qualAV(Qualification{LeadID: 41, Seq: 1, At: when, Origin: OriginRefbridge}))
+		err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref(), RewardSlot{RecipientID: 55, RewardID: 7})
+		if !errors.Is(err, ErrInvalid) || len(f.txs) != 0 {
+			t.Errorf("error %v after %d TransactWriteItems, want ErrInvalid and none", err, len(f.txs))
 		}
-		if err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref()); err != nil {
+	})
+
+	t.Run("matched to from meanwhile: read again", func(t *testing.T) {
+		// from's item did not list the reward when read, but the reward says from: a match
+		// landed in between. The next pass reads both again and moves it.
+		f := fresh()
+		k := qualKey(41, 1)
+		unmatched := from
+		unmatched.MatchedDueRewardIDs = []int64{800}
+		f.items[k.id+"/"+k.sk] = qualAV(unmatched)
+		var once sync.Once
+		f.get = func(key string) {
+			if key == "due#700/due" {
+				once.Do(func() { f.items[k.id+"/"+k.sk] = qualAV(from) })
+			}
+		}
+		if err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref(), slot); err != nil {
 			t.Fatal(err)
 		}
-		if len(f.txs) != 1 || f.gets != 3 {
-			t.Errorf("%d TransactWriteItems and %d GetItem, want 1 and 3", len(f.txs), f.gets)
+		if len(f.txs) != 1 || f.gets != 5 {
+			t.Errorf("%d TransactWriteItems and %d GetItem, want 1 and 5", len(f.txs), f.gets)
 		}
 	})
 
 	t.Run("races without end: bounded", func(t *testing.T) {
 		f := fresh()
-		f.answer = func(int) error { return canceledAt(1, qualAV(from)) }
-		err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref())
-		if !errors.Is(err, errContention) || len(f.txs) != maxRaces {
-			t.Errorf("error %v after %d transactions, want errContention after %d", err, len(f.txs), maxRaces)
+		k := qualKey(41, 1)
+		unmatched := from
+		unmatched.MatchedDueRewardIDs = []int64{800}
+		f.items[k.id+"/"+k.sk] = qualAV(unmatched) // from never lists it, the reward always says from
+		err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref(), slot)
+		if !errors.Is(err, errContention) || len(f.txs) != 0 || f.gets != 3*maxRaces {
+			t.Errorf("error %v after %d transactions and %d GetItem, want errContention after 0 and %d", err, len(f.txs), f.gets, 3*maxRaces)
 		}
 	})
 
@@ -224,14 +253,16 @@ func TestRematchTransaction(t *testing.T) {
 			{"elsewhere", due(QualificationRef{LeadID: 9, Seq: 1}), ErrConflict},
 			{"unmatched", due(QualificationRef{}), ErrConflict},
 			{"missing", nil, ErrNotFound},
+			{"another definition", mustAV(t, dueItem{ID: "due#700", SK: "due", Type: typeDueReward, DueRewardID: 700,
+				RewardID: 8, RecipientID: 100, FirstSeenAt: formatTS(when), State: string(RewardSeen)}), ErrInvalid},
 		} {
 			f := fresh()
 			k := qualKey(41, 1)
 			unmatched := from
-			unmatched.MatchedDueRewardID = 0
+			unmatched.MatchedDueRewardIDs = []int64{800}
 			f.items[k.id+"/"+k.sk] = qualAV(unmatched)
 			f.items["due#700/due"] = c.due
-			err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref())
+			err := NewDynamo(f.db(), "t").RematchDueReward(ctx, 700, from.Ref(), to.Ref(), slot)
 			if (c.want == nil && err != nil) || (c.want != nil && !errors.Is(err, c.want)) {
 				t.Errorf("%s: error %v, want %v", c.name, err, c.want)
 			}
@@ -240,4 +271,94 @@ func TestRematchTransaction(t *testing.T) {
 			}
 		}
 	})
+}
+
+// MatchDueReward writes three items in one transaction, and a failed condition's old item says
+// why without another read.
+func TestMatchTransaction(t *testing.T) {
+	when := time.Date(2026, 2, 3, 1, 0, 0, 0, time.UTC)
+	q := Qualification{LeadID: 41, Seq: 1, ReferrerID: 100, At: when, Origin: OriginRefbridge}
+	slot := RewardSlot{RecipientID: 100, RewardID: 7}
+	due := func(m QualificationRef, rewardID int64) map[string]types.AttributeValue {
+		return mustAV(t, dueItem{ID: "due#700", SK: "due", Type: typeDueReward, DueRewardID: 700, RewardID: rewardID, RecipientID: 100,
+			FirstSeenAt: formatTS(when), State: string(RewardSeen), MatchedLeadID: m.LeadID, MatchedSeq: m.Seq})
+	}
+	taken := mustAV(t, newQualItem(recipientKey(100, q), typeQualIndex, q))
+	taken[slotAttr(7)] = &types.AttributeValueMemberN{Value: "999"}
+	fresh := func() *rematchFake {
+		k := qualKey(41, 1)
+		return &rematchFake{items: map[string]map[string]types.AttributeValue{
+			k.id + "/" + k.sk: mustAV(t, newQualItem(k, typeQualification, q)),
+			"due#700/due":     due(QualificationRef{}, 7),
+		}}
+	}
+	cancel3 := func(i int, old map[string]types.AttributeValue) error {
+		reasons := []types.CancellationReason{{Code: aws.String("None")}, {Code: aws.String("None")}, {Code: aws.String("None")}}
+		reasons[i] = types.CancellationReason{Code: aws.String("ConditionalCheckFailed"), Item: old}
+		return &types.TransactionCanceledException{Message: aws.String("canceled"), CancellationReasons: reasons}
+	}
+	ctx := context.Background()
+
+	t.Run("three items", func(t *testing.T) {
+		f := fresh()
+		if err := NewDynamo(f.db(), "t").MatchDueReward(ctx, 700, q.Ref(), slot); err != nil {
+			t.Fatal(err)
+		}
+		if f.gets != 1 || len(f.txs) != 1 {
+			t.Fatalf("%d GetItem and %d TransactWriteItems, want 1 and 1", f.gets, len(f.txs))
+		}
+		ck := recipientKey(100, q)
+		want := []struct{ key, update, names string }{
+			{"due#700/due", "SET", "matched_lead_id"},
+			{"qual#41/q#0000000001", "ADD", "matched_due_reward_ids"},
+			{ck.id + "/" + ck.sk, "SET", "slot_7"},
+		}
+		items := f.txs[0].TransactItems
+		if len(items) != len(want) {
+			t.Fatalf("%d items, want %d", len(items), len(want))
+		}
+		for i, w := range want {
+			u := items[i].Update
+			if u == nil {
+				t.Fatalf("item %d is not an update", i)
+			}
+			names := []string{}
+			for _, n := range u.ExpressionAttributeNames {
+				names = append(names, n)
+			}
+			if got := avKey(u.Key); got != w.key || !strings.HasPrefix(aws.ToString(u.UpdateExpression), w.update) ||
+				aws.ToString(u.ConditionExpression) == "" || !slices.Contains(names, w.names) {
+				t.Errorf("item %d: %s %q if %q (names %v), want %s %s on %s", i, got, aws.ToString(u.UpdateExpression),
+					aws.ToString(u.ConditionExpression), names, w.key, w.update, w.names)
+			}
+		}
+	})
+
+	for _, c := range []struct {
+		name   string
+		cancel error
+		want   error // nil: the cancellation itself
+	}{
+		{"reward matched elsewhere", cancel3(0, due(QualificationRef{LeadID: 9, Seq: 1}, 7)), ErrConflict},
+		{"reward seen as another definition", cancel3(0, due(QualificationRef{}, 8)), ErrInvalid},
+		{"reward never seen", cancel3(0, nil), ErrNotFound},
+		{"slot taken", cancel3(2, taken), ErrConflict},
+		{"index copy missing", cancel3(2, nil), nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := fresh()
+			f.answer = func(int) error { return c.cancel }
+			err := NewDynamo(f.db(), "t").MatchDueReward(ctx, 700, q.Ref(), slot)
+			if c.want == nil {
+				if _, ok := cancellation(err); !ok || errors.Is(err, ErrConflict) {
+					t.Errorf("error %v, want the cancellation", err)
+				}
+			} else if !errors.Is(err, c.want) {
+				t.Errorf("error %v, want %v", err, c.want)
+			}
+			if len(f.txs) != 1 || f.gets != 1 {
+				t.Errorf("%d TransactWriteItems and %d GetItem, want 1 and 1", len(f.txs), f.gets)
+			}
+		})
+	}
 }

@@ -3,8 +3,10 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/refbridge/refbridge/shared/ddbtest"
 	"github.com/refbridge/refbridge/shared/ledger"
@@ -37,7 +40,7 @@ func TestDynamoItemLayout(t *testing.T) {
 	must(t, err)
 	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: 5, RewardID: 1, RecipientID: 100, Metric: "amount"})
 	must(t, err)
-	must(t, s.MatchDueReward(ctx, 5, q.Ref()))
+	must(t, s.MatchDueReward(ctx, 5, q.Ref(), ledger.RewardSlot{RecipientID: 100, RewardID: 1}))
 	_, err = s.MarkRewardSettled(ctx, ledger.Settlement{ID: 5, RecipientID: 100, State: ledger.RewardIssued, By: ledger.SettledBySweep})
 	must(t, err)
 	_, err = s.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentIssue, Target: "5"})
@@ -205,5 +208,89 @@ func TestDynamoLostResponseIsNotAConflict(t *testing.T) {
 	must(t, err)
 	if len(all) != 1 {
 		t.Errorf("QualificationsFor = %+v", all)
+	}
+}
+
+// The slots as docs/state.md describes them: on the recipient's index copy a top-level number
+// slot_<rewardID> holding the due reward's id; on the qualification item the number set
+// matched_due_reward_ids; no single matched_due_reward_id anywhere. A rematch deletes from the
+// set and removes the slot, and a reversal keeps both.
+func TestDynamoSlotAttributes(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	s := ledger.NewDynamo(db, table)
+	ctx := ctxT(t)
+	q1, err := s.Qualify(ctx, qual(7, 100, at(3, 1)))
+	must(t, err)
+	see(t, s, 70, 1, 100) // the referrer's $25
+	see(t, s, 71, 2, 7)   // the lead's coupon
+	must(t, s.MatchDueReward(ctx, 70, q1.Ref(), slotOf(100, 1)))
+	must(t, s.MatchDueReward(ctx, 71, q1.Ref(), slotOf(7, 2)))
+	_, err = s.Reverse(ctx, 7, at(4, 1), "refund")
+	must(t, err)
+	q2, err := s.Qualify(ctx, qual(7, 100, at(5, 1)))
+	must(t, err)
+	must(t, s.RematchDueReward(ctx, 70, q1.Ref(), q2.Ref(), slotOf(100, 1)))
+
+	raw := func(id, sk string) map[string]any {
+		t.Helper()
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: id}, "sk": &types.AttributeValueMemberS{Value: sk}}})
+		must(t, err)
+		if len(out.Item) == 0 {
+			t.Fatalf("no item %s/%s", id, sk)
+		}
+		if _, ok := out.Item["matched_due_reward_id"]; ok {
+			t.Errorf("%s/%s still has matched_due_reward_id", id, sk)
+		}
+		got := map[string]any{}
+		for name, v := range out.Item {
+			switch v := v.(type) {
+			case *types.AttributeValueMemberN:
+				got[name] = "N:" + v.Value
+			case *types.AttributeValueMemberNS:
+				ns := slices.Clone(v.Value)
+				slices.Sort(ns)
+				got[name] = "NS:" + strings.Join(ns, ",")
+			}
+		}
+		return got
+	}
+	copyKey := func(u int64, q ledger.Qualification) (string, string) {
+		return fmt.Sprintf("recipient#%d", u), fmt.Sprintf("q#%s#%019d#%010d", q.At.UTC().Format("2006-01-02T15:04:05.000000000Z"), q.LeadID, q.Seq)
+	}
+	for _, c := range []struct {
+		what   string
+		id, sk string
+		attr   string
+		want   string // "" = absent
+	}{
+		{"q1 item: the coupon only", "qual#7", "q#0000000001", "matched_due_reward_ids", "NS:71"},
+		{"q2 item: the $25", "qual#7", "q#0000000002", "matched_due_reward_ids", "NS:70"},
+	} {
+		if got := raw(c.id, c.sk)[c.attr]; (c.want == "" && got != nil) || (c.want != "" && got != c.want) {
+			t.Errorf("%s: %s = %v, want %q", c.what, c.attr, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		what  string
+		u     int64
+		q     ledger.Qualification
+		attrs map[string]string
+	}{
+		{"the referrer's copy of q1: slot freed", 100, q1, map[string]string{"slot_1": "", "slot_2": ""}},
+		{"the lead's copy of q1: the coupon's slot kept through the reversal", 7, q1, map[string]string{"slot_2": "N:71", "slot_1": ""}},
+		{"the referrer's copy of q2", 100, q2, map[string]string{"slot_1": "N:70"}},
+		{"the lead's copy of q2", 7, q2, map[string]string{"slot_1": "", "slot_2": ""}},
+	} {
+		id, sk := copyKey(c.u, c.q)
+		item := raw(id, sk)
+		for attr, want := range c.attrs {
+			if got := item[attr]; (want == "" && got != nil) || (want != "" && got != want) {
+				t.Errorf("%s: %s = %v, want %q", c.what, attr, got, want)
+			}
+		}
+		if _, ok := item["matched_due_reward_ids"]; ok {
+			t.Errorf("%s: an index copy carries matched_due_reward_ids", c.what)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -168,10 +169,14 @@ type qualItem struct {
 	Rule       string `dynamodbav:"rule,omitempty"`
 	// Standing is derived (not reversed), stored so the console shows it at a glance; Reverse
 	// clears it in the same write that sets reversed_at.
-	Standing           bool   `dynamodbav:"standing"`
-	ReversedAt         string `dynamodbav:"reversed_at,omitempty"`
-	ReversalReason     string `dynamodbav:"reversal_reason,omitempty"`
-	MatchedDueRewardID int64  `dynamodbav:"matched_due_reward_id,omitempty"`
+	Standing       bool   `dynamodbav:"standing"`
+	ReversedAt     string `dynamodbav:"reversed_at,omitempty"`
+	ReversalReason string `dynamodbav:"reversal_reason,omitempty"`
+	// MatchedDueRewardIDs (a number set, on the qualification item only) lists every due reward
+	// the qualification backs: MatchDueReward ADDs to it, RematchDueReward DELETEs from `from`'s.
+	// The slots themselves are top-level numbers slot_<rewardID> on the recipients' index copies
+	// (slotPrefix); decodeQual reads them.
+	MatchedDueRewardIDs []int64 `dynamodbav:"matched_due_reward_ids,numberset,omitempty"`
 }
 
 func newQualItem(k key, typ string, q Qualification) qualItem {
@@ -179,8 +184,38 @@ func newQualItem(k key, typ string, q Qualification) qualItem {
 		ID: k.id, SK: k.sk, Type: typ, LeadID: q.LeadID, Seq: q.Seq, ReferrerID: q.ReferrerID,
 		At: formatTS(q.At), Origin: string(q.Origin), InvoiceID: q.InvoiceID, Rule: q.Rule,
 		Standing: q.Standing(), ReversedAt: formatTS(q.ReversedAt), ReversalReason: q.ReversalReason,
-		MatchedDueRewardID: q.MatchedDueRewardID,
+		MatchedDueRewardIDs: q.MatchedDueRewardIDs,
 	}
+}
+
+// decodeQual reads a qualification item or index copy: the fields, and the slot_<rewardID>
+// numbers of a copy (top-level attributes, one per reward definition, so that a condition and
+// an update can name exactly one slot).
+func decodeQual(av map[string]types.AttributeValue) (Qualification, error) {
+	q, err := decodeItem(av, qualItem.qualification)
+	if err != nil {
+		return Qualification{}, err
+	}
+	for name, v := range av {
+		rest, ok := strings.CutPrefix(name, slotPrefix)
+		if !ok {
+			continue
+		}
+		rewardID, err1 := strconv.ParseInt(rest, 10, 64)
+		n, isN := v.(*types.AttributeValueMemberN)
+		if err1 != nil || !isN {
+			return Qualification{}, fmt.Errorf("decode qualification %d/%d: %s is not a slot", q.LeadID, q.Seq, name)
+		}
+		due, err := strconv.ParseInt(n.Value, 10, 64)
+		if err != nil {
+			return Qualification{}, fmt.Errorf("decode qualification %d/%d: %s: %w", q.LeadID, q.Seq, name, err)
+		}
+		if q.Slots == nil {
+			q.Slots = map[int64]int64{}
+		}
+		q.Slots[rewardID] = due
+	}
+	return q, nil
 }
 
 func (it qualItem) qualification() (Qualification, error) {
@@ -192,7 +227,7 @@ func (it qualItem) qualification() (Qualification, error) {
 	return Qualification{
 		LeadID: it.LeadID, Seq: it.Seq, ReferrerID: it.ReferrerID, At: at, Origin: Origin(it.Origin),
 		InvoiceID: it.InvoiceID, Rule: it.Rule, ReversedAt: rev, ReversalReason: it.ReversalReason,
-		MatchedDueRewardID: it.MatchedDueRewardID,
+		MatchedDueRewardIDs: sortedIDs(it.MatchedDueRewardIDs),
 	}, nil
 }
 
@@ -330,6 +365,16 @@ type decisionItem struct {
 	Reason     string            `dynamodbav:"reason,omitempty"`
 	Inputs     map[string]string `dynamodbav:"inputs,omitempty"`
 	Expiration int64             `dynamodbav:"expiration"` // epoch seconds: the table's TTL
+}
+
+// sortedIDs orders a number set's ids (DynamoDB keeps no order); nil stays nil.
+func sortedIDs(ids []int64) []int64 {
+	if len(ids) == 0 {
+		return nil
+	}
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
 }
 
 // decodeItem unmarshals an item into the encoding type T and converts it with conv.

@@ -23,7 +23,7 @@ import (
 //	spend entry            spend#<key>                 entry
 //	invoice counted        invoice#<invoiceID>         counted
 //	qualification          qual#<leadID>               q#<seq, 10 digits>
-//	qualification index    recipient#<userID>          q#<at>#<leadID, 19 digits>#<seq> (copy)
+//	qualification index    recipient#<userID>          q#<at>#<leadID, 19 digits>#<seq> (copy, + slot_<rewardID>)
 //	issued count           recipient#<userID>          issued#<YYYY-MM>  TTL: expiration
 //	due reward             due#<dueRewardID>           due
 //	intent                 intent#<kind>#<target>      intent        gsi1: intent#pending#<kind>
@@ -39,7 +39,10 @@ const (
 	attrExpiration = "expiration"
 	indexGSI1      = "gsi1"
 
-	netPrefix    = "net_" // spend totals: one number attribute per currency, net_usd, net_eur…
+	netPrefix = "net_" // spend totals: one number attribute per currency, net_usd, net_eur…
+	// slotPrefix: a qualification index copy holds one number attribute per reward definition
+	// whose slot is taken, slot_<rewardID> = the due reward's id, for that copy's recipient.
+	slotPrefix   = "slot_"
 	qualSKPrefix = "q#"
 	decSKPrefix  = "d#"
 	gsiUnmatched = "unmatched"
@@ -118,6 +121,7 @@ func qualKey(leadID, seq int64) key {
 	return key{qualPK(leadID), fmt.Sprintf("%s%010d", qualSKPrefix, seq)}
 }
 func recipientPK(userID int64) string   { return "recipient#" + itoa(userID) }
+func slotAttr(rewardID int64) string    { return slotPrefix + itoa(rewardID) }
 func dueKey(id int64) key               { return key{"due#" + itoa(id), "due"} }
 func unmatchedKey(invoiceID string) key { return key{"unmatched#" + invoiceID, "unmatched"} }
 func checkpointKey(name string) key     { return key{"checkpoint#" + name, "checkpoint"} }

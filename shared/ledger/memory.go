@@ -23,7 +23,8 @@ type Memory struct {
 	entries     map[string]SpendEntry   // spend key → entry
 	invoices    map[string]string       // invoice → spend key that counted it
 	spend       map[int64]Spend
-	quals       map[int64][]Qualification // lead → qualifications, Seq 1..n
+	quals       map[int64][]Qualification                 // lead → qualifications, Seq 1..n (items: no Slots)
+	slots       map[QualificationRef]map[RewardSlot]int64 // the index copies' slots → due reward
 	due         map[int64]DueReward
 	issued      map[issuedID]int // rewards recorded as issued, per recipient and UTC month
 	intents     map[intentID]Intent
@@ -50,6 +51,7 @@ func NewMemory(opts ...Option) *Memory {
 		mappings: map[string]Mapping{}, charges: map[string]ChargeMapping{}, refunds: map[string]ChargeRefund{},
 		entries: map[string]SpendEntry{}, invoices: map[string]string{},
 		spend: map[int64]Spend{}, quals: map[int64][]Qualification{}, due: map[int64]DueReward{},
+		slots:  map[QualificationRef]map[RewardSlot]int64{},
 		issued: map[issuedID]int{}, intents: map[intentID]Intent{}, unmatched: map[string]Unmatched{},
 		checkpoints: map[string][]byte{}, decisions: map[string][]Decision{},
 	}

@@ -26,7 +26,7 @@ func (m *Memory) Qualify(ctx context.Context, q Qualification) (Qualification, e
 		q.At = m.cfg.clock()
 	}
 	q.At = utc(q.At)
-	q.ReversedAt, q.ReversalReason, q.MatchedDueRewardID = time.Time{}, "", 0
+	q.ReversedAt, q.ReversalReason, q.MatchedDueRewardIDs, q.Slots = time.Time{}, "", nil, nil
 	q.Seq = NextQualificationSeq(latest, found)
 	m.quals[q.LeadID] = append(m.quals[q.LeadID], q)
 	return q, nil
@@ -93,9 +93,21 @@ func (m *Memory) QualificationsFor(ctx context.Context, recipientID int64) ([]Qu
 	out := []Qualification{}
 	for _, qs := range m.quals {
 		for _, q := range qs {
-			if slices.Contains(q.recipients(), recipientID) {
-				out = append(out, q)
+			if !slices.Contains(q.recipients(), recipientID) {
+				continue
 			}
+			// An index copy: the recipient's slots, not the item's set.
+			q.MatchedDueRewardIDs = nil
+			for slot, due := range m.slots[q.Ref()] {
+				if slot.RecipientID != recipientID {
+					continue
+				}
+				if q.Slots == nil {
+					q.Slots = map[int64]int64{}
+				}
+				q.Slots[slot.RewardID] = due
+			}
+			out = append(out, q)
 		}
 	}
 	slices.SortFunc(out, func(a, b Qualification) int {
@@ -110,40 +122,67 @@ func (m *Memory) QualificationsFor(ctx context.Context, recipientID int64) ([]Qu
 	return out, nil
 }
 
-// MatchDueReward implements Store.
-func (m *Memory) MatchDueReward(ctx context.Context, dueRewardID int64, ref QualificationRef) error {
-	if dueRewardID <= 0 || ref.LeadID <= 0 || ref.Seq <= 0 {
-		return fmt.Errorf("ledger: match due reward %d to %d/%d: %w", dueRewardID, ref.LeadID, ref.Seq, ErrInvalid)
+// MatchDueReward implements Store, checking in the Dynamo store's order.
+func (m *Memory) MatchDueReward(ctx context.Context, dueRewardID int64, ref QualificationRef, slot RewardSlot) error {
+	what, err := validMatch(dueRewardID, ref, slot)
+	if err != nil {
+		return err
 	}
-	what := fmt.Sprintf("ledger: match due reward %d to qualification %d/%d", dueRewardID, ref.LeadID, ref.Seq)
 	if err := m.lock(ctx); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
-	qs := m.quals[ref.LeadID]
-	if ref.Seq > int64(len(qs)) {
+	q := m.qualByRef(ref)
+	if q == nil {
 		return fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
 	}
-	q := &qs[ref.Seq-1]
-	if q.MatchedDueRewardID != 0 && q.MatchedDueRewardID != dueRewardID {
-		return fmt.Errorf("%s: qualification matched to due reward %d: %w", what, q.MatchedDueRewardID, ErrConflict)
+	if err := q.slotOf(what, slot); err != nil {
+		return err
 	}
 	r, ok := m.due[dueRewardID]
 	if !ok {
 		return fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
 	}
+	if err := slotMismatch(what, r, slot); err != nil {
+		return err
+	}
 	if !r.Matched.IsZero() && r.Matched != ref {
 		return fmt.Errorf("%s: due reward matched to %d/%d: %w", what, r.Matched.LeadID, r.Matched.Seq, ErrConflict)
 	}
-	q.MatchedDueRewardID = dueRewardID
-	r.Matched = ref
-	m.due[dueRewardID] = r
+	if held := m.slots[ref][slot]; held != 0 && held != dueRewardID {
+		return fmt.Errorf("%s: qualification %d/%d: the slot of recipient %d, reward %d holds due reward %d: %w",
+			what, ref.LeadID, ref.Seq, slot.RecipientID, slot.RewardID, held, ErrConflict)
+	}
+	m.take(dueRewardID, q, slot)
 	return nil
 }
 
+// take puts the due reward in the qualification's slot, records the match on the reward (and
+// the slot's recipient and definition where the record lacks them) and adds it to the item's
+// set; the caller holds the mutex.
+func (m *Memory) take(dueRewardID int64, q *Qualification, slot RewardSlot) {
+	if m.slots[q.Ref()] == nil {
+		m.slots[q.Ref()] = map[RewardSlot]int64{}
+	}
+	m.slots[q.Ref()][slot] = dueRewardID
+	if !slices.Contains(q.MatchedDueRewardIDs, dueRewardID) {
+		// A new slice: callers may hold the old one.
+		q.MatchedDueRewardIDs = sortedIDs(append(slices.Clone(q.MatchedDueRewardIDs), dueRewardID))
+	}
+	r := m.due[dueRewardID]
+	r.Matched = q.Ref()
+	if r.RecipientID == 0 {
+		r.RecipientID = slot.RecipientID
+	}
+	if r.RewardID == 0 {
+		r.RewardID = slot.RewardID
+	}
+	m.due[dueRewardID] = r
+}
+
 // RematchDueReward implements Store, checking in the Dynamo store's order.
-func (m *Memory) RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef) error {
-	what, err := validRematch(dueRewardID, from, to)
+func (m *Memory) RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef, slot RewardSlot) error {
+	what, err := validRematch(dueRewardID, from, to, slot)
 	if err != nil {
 		return err
 	}
@@ -155,30 +194,42 @@ func (m *Memory) RematchDueReward(ctx context.Context, dueRewardID int64, from, 
 	if toQ == nil {
 		return fmt.Errorf("%s: qualification %d/%d: %w", what, to.LeadID, to.Seq, ErrNotFound)
 	}
-	switch toQ.MatchedDueRewardID {
-	case 0:
-	case dueRewardID:
+	if slices.Contains(toQ.MatchedDueRewardIDs, dueRewardID) {
 		return nil // moved already (a repeat)
-	default:
-		return fmt.Errorf("%s: qualification %d/%d matched to due reward %d: %w",
-			what, to.LeadID, to.Seq, toQ.MatchedDueRewardID, ErrConflict)
+	}
+	if err := toQ.slotOf(what, slot); err != nil {
+		return err
 	}
 	fromQ := m.qualByRef(from)
 	if fromQ == nil {
 		return fmt.Errorf("%s: qualification %d/%d: %w", what, from.LeadID, from.Seq, ErrNotFound)
+	}
+	if err := fromQ.slotOf(what, slot); err != nil {
+		return err
 	}
 	r, ok := m.due[dueRewardID]
 	if !ok {
 		return fmt.Errorf("%s: due reward not seen: %w", what, ErrNotFound)
 	}
 	if r.Matched != from {
-		_, err := rematchAnswer(what, r, from, to)
+		_, err := rematchAnswer(what, r, from, to, slot)
 		return err
 	}
-	fromQ.MatchedDueRewardID = 0
-	toQ.MatchedDueRewardID = dueRewardID
-	r.Matched = to
-	m.due[dueRewardID] = r
+	if err := slotMismatch(what, r, slot); err != nil {
+		return err
+	}
+	if held := m.slots[to][slot]; held != 0 && held != dueRewardID {
+		return fmt.Errorf("%s: qualification %d/%d: the slot of recipient %d, reward %d holds due reward %d: %w",
+			what, to.LeadID, to.Seq, slot.RecipientID, slot.RewardID, held, ErrConflict)
+	}
+	if held := m.slots[from][slot]; held != dueRewardID {
+		return fmt.Errorf("%s: qualification %d/%d: the slot of recipient %d, reward %d holds due reward %d: %w",
+			what, from.LeadID, from.Seq, slot.RecipientID, slot.RewardID, held, ErrConflict)
+	}
+	delete(m.slots[from], slot)
+	fromQ.MatchedDueRewardIDs = sortedIDs(slices.DeleteFunc(slices.Clone(fromQ.MatchedDueRewardIDs),
+		func(id int64) bool { return id == dueRewardID }))
+	m.take(dueRewardID, toQ, slot)
 	return nil
 }
 

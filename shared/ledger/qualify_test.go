@@ -3,6 +3,8 @@ package ledger_test
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -158,157 +160,229 @@ func testQualificationsFor(t *testing.T, newStore newStoreFunc) {
 	sameTime(t, "oldest At", got[0].At, at(3, 1))
 }
 
+func see(t *testing.T, s ledger.Store, id, rewardID, recipient int64) {
+	t.Helper()
+	_, err := s.SeeDueReward(ctxT(t), ledger.DueReward{ID: id, RewardID: rewardID, RecipientID: recipient, Metric: "amount"})
+	must(t, err)
+}
+
+// slotOf is the slot of a reward definition for a recipient.
+func slotOf(recipient, rewardID int64) ledger.RewardSlot {
+	return ledger.RewardSlot{RecipientID: recipient, RewardID: rewardID}
+}
+
+// A qualification backs at most one due reward per recipient and reward definition: the
+// referrer's dollars (definition 7), the referrer's bonus (definition 9) and the lead's coupon
+// (definition 8) all stand on one qualification, while a second dollars for the referrer does not.
 func testMatchDueReward(t *testing.T, newStore newStoreFunc) {
 	s, _ := newStore(t)
 	ctx := ctxT(t)
-	q, err := s.Qualify(ctx, qual(21, 100, at(3, 1)))
+	const referrer, lead = 100, 21
+	q, err := s.Qualify(ctx, qual(lead, referrer, at(3, 1)))
 	must(t, err)
-	other, err := s.Qualify(ctx, qual(22, 100, at(4, 1)))
+	other, err := s.Qualify(ctx, qual(22, referrer, at(4, 1)))
 	must(t, err)
-	for _, id := range []int64{501, 502} {
-		_, err := s.SeeDueReward(ctx, ledger.DueReward{ID: id, RewardID: 7, RecipientID: 100, Metric: "amount"})
+	see(t, s, 501, 7, referrer) // the referrer's dollars
+	see(t, s, 502, 7, referrer) // another dollars for the referrer
+	see(t, s, 511, 8, lead)     // the lead's coupon
+	see(t, s, 512, 9, referrer) // the referrer's second definition
+
+	wantErr(t, s.MatchDueReward(ctx, 503, q.Ref(), slotOf(referrer, 7)), ledger.ErrNotFound) // never seen
+	wantErr(t, s.MatchDueReward(ctx, 501, ledger.QualificationRef{LeadID: lead, Seq: 9}, slotOf(referrer, 7)), ledger.ErrNotFound)
+	for name, c := range map[string]struct {
+		id   int64
+		ref  ledger.QualificationRef
+		slot ledger.RewardSlot
+	}{
+		"no reward":            {0, q.Ref(), slotOf(referrer, 7)},
+		"no lead":              {501, ledger.QualificationRef{Seq: 1}, slotOf(referrer, 7)},
+		"no seq":               {501, ledger.QualificationRef{LeadID: lead}, slotOf(referrer, 7)},
+		"no recipient":         {501, q.Ref(), slotOf(0, 7)},
+		"no definition":        {501, q.Ref(), slotOf(referrer, 0)},
+		"negative definition":  {501, q.Ref(), slotOf(referrer, -7)},
+		"not a recipient":      {501, q.Ref(), slotOf(22, 7)}, // another lead of the referrer
+		"a stranger":           {501, q.Ref(), slotOf(999, 7)},
+		"another definition":   {501, q.Ref(), slotOf(referrer, 8)}, // 501 was seen as definition 7
+		"the other recipient":  {501, q.Ref(), slotOf(lead, 7)},     // 501 was seen for the referrer
+		"the coupon elsewhere": {511, q.Ref(), slotOf(referrer, 8)},
+	} {
+		if err := s.MatchDueReward(ctx, c.id, c.ref, c.slot); !errors.Is(err, ledger.ErrInvalid) {
+			t.Errorf("%s: error %v, want ErrInvalid", name, err)
+		}
+	}
+
+	must(t, s.MatchDueReward(ctx, 501, q.Ref(), slotOf(referrer, 7)))
+	must(t, s.MatchDueReward(ctx, 501, q.Ref(), slotOf(referrer, 7)))                            // the same call again: no-op
+	must(t, s.MatchDueReward(ctx, 511, q.Ref(), slotOf(lead, 8)))                                // the lead's slot is its own
+	must(t, s.MatchDueReward(ctx, 512, q.Ref(), slotOf(referrer, 9)))                            // so is each definition's
+	wantErr(t, s.MatchDueReward(ctx, 502, q.Ref(), slotOf(referrer, 7)), ledger.ErrConflict)     // slot taken
+	wantErr(t, s.MatchDueReward(ctx, 501, other.Ref(), slotOf(referrer, 7)), ledger.ErrConflict) // matched elsewhere
+
+	wantDue(t, s, map[int64]ledger.QualificationRef{501: q.Ref(), 502: {}, 511: q.Ref(), 512: q.Ref()})
+	st, err := s.StandingQualification(ctx, lead)
+	must(t, err)
+	if !slices.Equal(st.MatchedDueRewardIDs, []int64{501, 511, 512}) || st.Slots != nil {
+		t.Errorf("qualification item: backs %v, slots %v; want [501 511 512] and no slots", st.MatchedDueRewardIDs, st.Slots)
+	}
+	// Each recipient's index shows its own slots, and keeps them through a reversal.
+	slotsBefore := map[int64]map[ledger.QualificationRef]map[int64]int64{
+		referrer: {q.Ref(): {7: 501, 9: 512}, other.Ref(): nil},
+		lead:     {q.Ref(): {8: 511}},
+		22:       {other.Ref(): nil},
+	}
+	wantSlots(t, s, slotsBefore)
+	rev, err := s.Reverse(ctx, lead, at(6, 1), "dispute")
+	must(t, err)
+	if !slices.Equal(rev.MatchedDueRewardIDs, []int64{501, 511, 512}) {
+		t.Errorf("Reverse returned %+v", rev)
+	}
+	wantSlots(t, s, slotsBefore)
+	latest, err := s.LatestQualification(ctx, lead)
+	must(t, err)
+	if latest.Standing() || !slices.Equal(latest.MatchedDueRewardIDs, []int64{501, 511, 512}) {
+		t.Errorf("reversed qualification item = %+v", latest)
+	}
+	for _, u := range []int64{referrer, lead} {
+		all, err := s.QualificationsFor(ctx, u)
 		must(t, err)
-	}
-
-	err = s.MatchDueReward(ctx, 503, q.Ref())
-	wantErr(t, err, ledger.ErrNotFound) // due reward never seen
-	err = s.MatchDueReward(ctx, 501, ledger.QualificationRef{LeadID: 21, Seq: 9})
-	wantErr(t, err, ledger.ErrNotFound) // no such qualification
-
-	must(t, s.MatchDueReward(ctx, 501, q.Ref()))
-	must(t, s.MatchDueReward(ctx, 501, q.Ref())) // the same pair again: no-op
-	wantErr(t, s.MatchDueReward(ctx, 502, q.Ref()), ledger.ErrConflict)
-	wantErr(t, s.MatchDueReward(ctx, 501, other.Ref()), ledger.ErrConflict)
-	wantErr(t, s.MatchDueReward(ctx, 0, q.Ref()), ledger.ErrInvalid)
-
-	r, err := s.DueRewardRecord(ctx, 501)
-	must(t, err)
-	if r.Matched != q.Ref() {
-		t.Errorf("due reward matched to %+v", r.Matched)
-	}
-	r, err = s.DueRewardRecord(ctx, 502)
-	must(t, err)
-	if !r.Matched.IsZero() {
-		t.Errorf("a rejected match was recorded: %+v", r.Matched)
-	}
-	st, err := s.StandingQualification(ctx, 21)
-	must(t, err)
-	if st.MatchedDueRewardID != 501 {
-		t.Errorf("qualification matched to %d", st.MatchedDueRewardID)
-	}
-	// The recipients' index shows the match (and a later reversal) too.
-	_, err = s.Reverse(ctx, 21, at(6, 1), "dispute")
-	must(t, err)
-	for _, recipient := range []int64{100, 21} {
-		all, err := s.QualificationsFor(ctx, recipient)
-		must(t, err)
-		if len(all) == 0 || all[0].LeadID != 21 || all[0].MatchedDueRewardID != 501 || all[0].Standing() {
-			t.Errorf("QualificationsFor(%d)[0] = %+v", recipient, all)
+		if len(all) == 0 || all[0].Ref() != q.Ref() || all[0].Standing() || all[0].MatchedDueRewardIDs != nil {
+			t.Errorf("QualificationsFor(%d)[0] = %+v", u, all)
 		}
 	}
 	// A reversed qualification can still be matched (the sweep then cancels its reward).
-	must(t, s.MatchDueReward(ctx, 502, other.Ref()))
-}
+	must(t, s.MatchDueReward(ctx, 502, other.Ref(), slotOf(referrer, 7)))
+	wantErr(t, s.MatchDueReward(ctx, 502, q.Ref(), slotOf(referrer, 7)), ledger.ErrConflict)
 
-// matchState is what a reader sees of a rematch: each due reward's match, and each
-// qualification's match in every recipient's index copy and in the qualification item (the
-// lead's latest, when it is the latest).
-type matchState struct {
-	due    map[int64]ledger.QualificationRef
-	copies map[int64]map[ledger.QualificationRef]int64 // recipient → qualification → matched reward
-}
+	// A lead with no referrer is its qualification's only recipient.
+	alone, err := s.Qualify(ctx, qual(23, 0, at(5, 1)))
+	must(t, err)
+	see(t, s, 521, 8, 23)
+	wantErr(t, s.MatchDueReward(ctx, 521, alone.Ref(), slotOf(referrer, 8)), ledger.ErrInvalid)
+	must(t, s.MatchDueReward(ctx, 521, alone.Ref(), slotOf(23, 8)))
 
-func readMatches(t *testing.T, s ledger.Store, dues []int64, recipients []int64) matchState {
-	t.Helper()
-	ctx := ctxT(t)
-	st := matchState{due: map[int64]ledger.QualificationRef{}, copies: map[int64]map[ledger.QualificationRef]int64{}}
-	for _, id := range dues {
-		r, err := s.DueRewardRecord(ctx, id)
-		must(t, err)
-		st.due[id] = r.Matched
+	// A reward seen without its definition and recipient gets the slot's, and keeps them.
+	see(t, s, 530, 0, 0)
+	must(t, s.MatchDueReward(ctx, 530, other.Ref(), slotOf(referrer, 9)))
+	r, err := s.DueRewardRecord(ctx, 530)
+	must(t, err)
+	if r.RewardID != 9 || r.RecipientID != referrer || r.Matched != other.Ref() {
+		t.Errorf("due reward 530 = %+v", r)
 	}
-	for _, u := range recipients {
-		qs, err := s.QualificationsFor(ctx, u)
+	wantErr(t, s.MatchDueReward(ctx, 530, other.Ref(), slotOf(referrer, 7)), ledger.ErrInvalid)
+	wantSlots(t, s, map[int64]map[ledger.QualificationRef]map[int64]int64{
+		referrer: {q.Ref(): {7: 501, 9: 512}, other.Ref(): {7: 502, 9: 530}},
+		22:       {other.Ref(): nil},
+	})
+}
+
+// wantDue checks each due reward's match (zero: unmatched).
+func wantDue(t *testing.T, s ledger.Store, want map[int64]ledger.QualificationRef) {
+	t.Helper()
+	for id, ref := range want {
+		r, err := s.DueRewardRecord(ctxT(t), id)
 		must(t, err)
-		st.copies[u] = map[ledger.QualificationRef]int64{}
+		if r.Matched != ref {
+			t.Errorf("due reward %d matched to %+v, want %+v", id, r.Matched, ref)
+		}
+	}
+}
+
+// wantSlots checks, for each recipient, the slots QualificationsFor shows on each of the listed
+// qualifications (nil: none taken), and that it lists exactly those qualifications.
+func wantSlots(t *testing.T, s ledger.Store, want map[int64]map[ledger.QualificationRef]map[int64]int64) {
+	t.Helper()
+	for u, refs := range want {
+		qs, err := s.QualificationsFor(ctxT(t), u)
+		must(t, err)
+		if len(qs) != len(refs) {
+			t.Errorf("QualificationsFor(%d) lists %d qualifications, want %d", u, len(qs), len(refs))
+		}
 		for _, q := range qs {
-			st.copies[u][q.Ref()] = q.MatchedDueRewardID
+			w, ok := refs[q.Ref()]
+			if !ok {
+				t.Errorf("QualificationsFor(%d) lists %d/%d", u, q.LeadID, q.Seq)
+				continue
+			}
+			if !maps.Equal(q.Slots, w) || (w == nil) != (q.Slots == nil) {
+				t.Errorf("QualificationsFor(%d): %d/%d slots %v, want %v", u, q.LeadID, q.Seq, q.Slots, w)
+			}
 		}
 	}
-	return st
 }
 
-// wantMatches checks that every recipient's index copy of each qualification shows the reward
-// that want says, and that each due reward is matched back to the qualification showing it.
-func wantMatches(t *testing.T, s ledger.Store, recipients []int64, want map[ledger.QualificationRef]int64, dues []int64) {
+// wantBacks checks the lead's latest qualification item: which qualification it is and which
+// rewards it backs.
+func wantBacks(t *testing.T, s ledger.Store, lead int64, ref ledger.QualificationRef, ids ...int64) {
 	t.Helper()
-	st := readMatches(t, s, dues, recipients)
-	for _, u := range recipients {
-		for ref, id := range want {
-			got, ok := st.copies[u][ref]
-			if !ok {
-				continue // not this recipient's
-			}
-			if got != id {
-				t.Errorf("QualificationsFor(%d): %d/%d matched to %d, want %d", u, ref.LeadID, ref.Seq, got, id)
-			}
-		}
-	}
-	for _, id := range dues {
-		var want0 ledger.QualificationRef
-		for ref, rid := range want {
-			if rid == id {
-				want0 = ref
-			}
-		}
-		if st.due[id] != want0 {
-			t.Errorf("due reward %d matched to %+v, want %+v", id, st.due[id], want0)
-		}
+	q, err := s.LatestQualification(ctxT(t), lead)
+	must(t, err)
+	if q.Ref() != ref || !slices.Equal(q.MatchedDueRewardIDs, ids) || q.Slots != nil {
+		t.Errorf("latest qualification of lead %d = %d/%d backing %v (slots %v), want %d/%d backing %v",
+			lead, q.LeadID, q.Seq, q.MatchedDueRewardIDs, q.Slots, ref.LeadID, ref.Seq, ids)
 	}
 }
 
 // A reward matched to a qualification that was reversed follows the lead's new qualification:
-// RF keeps the one due reward, so the sweep moves the match instead of canceling it.
+// RF keeps the one due reward, so the sweep moves the match instead of canceling it. Only that
+// reward's slot moves; the reversed qualification's other slots stay.
 func testRematchDueReward(t *testing.T, newStore newStoreFunc) {
 	s, _ := newStore(t)
 	ctx := ctxT(t)
-	const referrer = 100
-	q1, err := s.Qualify(ctx, qual(31, referrer, at(3, 1)))
+	const referrer, lead = 100, 31
+	q1, err := s.Qualify(ctx, qual(lead, referrer, at(3, 1)))
 	must(t, err)
 	q3, err := s.Qualify(ctx, qual(32, referrer, at(4, 1))) // another lead of the referrer
 	must(t, err)
 	for _, id := range []int64{601, 602, 603} {
-		_, err := s.SeeDueReward(ctx, ledger.DueReward{ID: id, RewardID: 7, RecipientID: referrer, Metric: "amount"})
-		must(t, err)
+		see(t, s, id, 7, referrer)
 	}
-	must(t, s.MatchDueReward(ctx, 601, q1.Ref()))
-	must(t, s.MatchDueReward(ctx, 602, q3.Ref()))
-	_, err = s.Reverse(ctx, 31, at(5, 1), "refund re_1")
+	see(t, s, 611, 8, lead) // the lead's coupon
+	dollars := slotOf(referrer, 7)
+	must(t, s.MatchDueReward(ctx, 601, q1.Ref(), dollars))
+	must(t, s.MatchDueReward(ctx, 611, q1.Ref(), slotOf(lead, 8)))
+	must(t, s.MatchDueReward(ctx, 602, q3.Ref(), dollars))
+	_, err = s.Reverse(ctx, lead, at(5, 1), "refund re_1")
 	must(t, err)
-	q2, err := s.Qualify(ctx, qual(31, referrer, at(7, 1))) // the lead qualifies again
+	q2, err := s.Qualify(ctx, qual(lead, referrer, at(7, 1))) // the lead qualifies again
 	must(t, err)
 	if q2.Seq != 2 {
 		t.Fatalf("requalified = %+v", q2)
 	}
-	recipients := []int64{referrer, 31, 32}
-	dues := []int64{601, 602, 603}
-	before := map[ledger.QualificationRef]int64{q1.Ref(): 601, q2.Ref(): 0, q3.Ref(): 602}
-	wantMatches(t, s, recipients, before, dues)
+	before := map[int64]map[ledger.QualificationRef]map[int64]int64{
+		referrer: {q1.Ref(): {7: 601}, q3.Ref(): {7: 602}, q2.Ref(): nil},
+		lead:     {q1.Ref(): {8: 611}, q2.Ref(): nil},
+		32:       {q3.Ref(): nil},
+	}
+	dues := map[int64]ledger.QualificationRef{601: q1.Ref(), 602: q3.Ref(), 603: {}, 611: q1.Ref()}
+	check := func(slots map[int64]map[ledger.QualificationRef]map[int64]int64, dues map[int64]ledger.QualificationRef) {
+		t.Helper()
+		wantSlots(t, s, slots)
+		wantDue(t, s, dues)
+	}
+	check(before, dues)
+	wantBacks(t, s, lead, q2.Ref())
 
 	for name, c := range map[string]struct {
 		id       int64
 		from, to ledger.QualificationRef
+		slot     ledger.RewardSlot
 	}{
-		"no reward":    {0, q1.Ref(), q2.Ref()},
-		"negative":     {-601, q1.Ref(), q2.Ref()},
-		"no from":      {601, ledger.QualificationRef{}, q2.Ref()},
-		"no from seq":  {601, ledger.QualificationRef{LeadID: 31}, q2.Ref()},
-		"no to":        {601, q1.Ref(), ledger.QualificationRef{}},
-		"no to lead":   {601, q1.Ref(), ledger.QualificationRef{Seq: 2}},
-		"from is to":   {601, q1.Ref(), q1.Ref()},
-		"same unknown": {601, ledger.QualificationRef{LeadID: 39, Seq: 1}, ledger.QualificationRef{LeadID: 39, Seq: 1}},
+		"no reward":             {0, q1.Ref(), q2.Ref(), dollars},
+		"negative":              {-601, q1.Ref(), q2.Ref(), dollars},
+		"no from":               {601, ledger.QualificationRef{}, q2.Ref(), dollars},
+		"no from seq":           {601, ledger.QualificationRef{LeadID: lead}, q2.Ref(), dollars},
+		"no to":                 {601, q1.Ref(), ledger.QualificationRef{}, dollars},
+		"no to lead":            {601, q1.Ref(), ledger.QualificationRef{Seq: 2}, dollars},
+		"from is to":            {601, q1.Ref(), q1.Ref(), dollars},
+		"same unknown":          {601, ledger.QualificationRef{LeadID: 39, Seq: 1}, ledger.QualificationRef{LeadID: 39, Seq: 1}, dollars},
+		"no recipient":          {601, q1.Ref(), q2.Ref(), slotOf(0, 7)},
+		"no definition":         {601, q1.Ref(), q2.Ref(), slotOf(referrer, 0)},
+		"not a recipient of to": {601, q1.Ref(), q3.Ref(), slotOf(lead, 8)}, // q3 is lead 32's
+		"not a recipient":       {601, q1.Ref(), q2.Ref(), slotOf(32, 7)},
+		"another definition":    {601, q1.Ref(), q2.Ref(), slotOf(referrer, 8)},
+		"another recipient":     {601, q1.Ref(), q2.Ref(), slotOf(lead, 7)},
 	} {
-		if err := s.RematchDueReward(ctx, c.id, c.from, c.to); !errors.Is(err, ledger.ErrInvalid) {
+		if err := s.RematchDueReward(ctx, c.id, c.from, c.to, c.slot); !errors.Is(err, ledger.ErrInvalid) {
 			t.Errorf("%s: error %v, want ErrInvalid", name, err)
 		}
 	}
@@ -316,11 +390,11 @@ func testRematchDueReward(t *testing.T, newStore newStoreFunc) {
 		id       int64
 		from, to ledger.QualificationRef
 	}{
-		"to missing":     {601, q1.Ref(), ledger.QualificationRef{LeadID: 31, Seq: 9}},
+		"to missing":     {601, q1.Ref(), ledger.QualificationRef{LeadID: lead, Seq: 9}},
 		"from missing":   {601, ledger.QualificationRef{LeadID: 33, Seq: 1}, q2.Ref()},
 		"reward missing": {699, q1.Ref(), q2.Ref()},
 	} {
-		if err := s.RematchDueReward(ctx, c.id, c.from, c.to); !errors.Is(err, ledger.ErrNotFound) {
+		if err := s.RematchDueReward(ctx, c.id, c.from, c.to, dollars); !errors.Is(err, ledger.ErrNotFound) {
 			t.Errorf("%s: error %v, want ErrNotFound", name, err)
 		}
 	}
@@ -330,23 +404,24 @@ func testRematchDueReward(t *testing.T, newStore newStoreFunc) {
 	}{
 		"reward matched elsewhere": {602, q1.Ref(), q2.Ref()}, // 602 is q3's
 		"reward not matched":       {603, q1.Ref(), q2.Ref()},
-		"to matched to another":    {601, q1.Ref(), q3.Ref()}, // q3 is 602's
+		"to's slot taken":          {601, q1.Ref(), q3.Ref()}, // q3's dollars slot holds 602
 		"from is not the match":    {601, q3.Ref(), q2.Ref()},
 	} {
-		if err := s.RematchDueReward(ctx, c.id, c.from, c.to); !errors.Is(err, ledger.ErrConflict) {
+		if err := s.RematchDueReward(ctx, c.id, c.from, c.to, dollars); !errors.Is(err, ledger.ErrConflict) {
 			t.Errorf("%s: error %v, want ErrConflict", name, err)
 		}
 	}
-	wantMatches(t, s, recipients, before, dues) // nothing refused changed anything
+	check(before, dues) // nothing refused changed anything
 
-	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref()))
-	after := map[ledger.QualificationRef]int64{q1.Ref(): 0, q2.Ref(): 601, q3.Ref(): 602}
-	wantMatches(t, s, recipients, after, dues)
-	latest, err := s.LatestQualification(ctx, 31) // the qualification item itself
-	must(t, err)
-	if latest.Ref() != q2.Ref() || latest.MatchedDueRewardID != 601 || !latest.Standing() {
-		t.Errorf("latest qualification of lead 31 = %+v", latest)
+	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref(), dollars))
+	after := map[int64]map[ledger.QualificationRef]map[int64]int64{
+		referrer: {q1.Ref(): nil, q3.Ref(): {7: 602}, q2.Ref(): {7: 601}},
+		lead:     {q1.Ref(): {8: 611}, q2.Ref(): nil}, // the coupon stays where it was
+		32:       {q3.Ref(): nil},
 	}
+	dues[601] = q2.Ref()
+	check(after, dues)
+	wantBacks(t, s, lead, q2.Ref(), 601)
 	all, err := s.QualificationsFor(ctx, referrer)
 	must(t, err)
 	if len(all) != 3 || all[0].Ref() != q1.Ref() || all[0].Standing() || all[2].Ref() != q2.Ref() || !all[2].Standing() {
@@ -354,18 +429,25 @@ func testRematchDueReward(t *testing.T, newStore newStoreFunc) {
 	}
 
 	// A repeat (a lost response, a second sweep) is a no-op.
-	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref()))
-	wantMatches(t, s, recipients, after, dues)
+	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref(), dollars))
+	check(after, dues)
 	// Moving it on from a qualification it is no longer matched to conflicts.
-	wantErr(t, s.RematchDueReward(ctx, 601, q1.Ref(), q3.Ref()), ledger.ErrConflict)
-	wantMatches(t, s, recipients, after, dues)
+	wantErr(t, s.RematchDueReward(ctx, 601, q1.Ref(), q3.Ref(), dollars), ledger.ErrConflict)
+	check(after, dues)
 
-	// from is free again, in the qualification item too (MatchDueReward's condition reads it).
-	must(t, s.MatchDueReward(ctx, 603, q1.Ref()))
-	after[q1.Ref()] = 603
-	wantMatches(t, s, recipients, after, dues)
+	// from's slot is free again (MatchDueReward's condition reads it); its other slot is not.
+	must(t, s.MatchDueReward(ctx, 603, q1.Ref(), dollars))
+	after[referrer][q1.Ref()] = map[int64]int64{7: 603}
+	dues[603] = q1.Ref()
+	check(after, dues)
 	// Still a no-op once from has another reward; moving back onto it conflicts.
-	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref()))
-	wantErr(t, s.RematchDueReward(ctx, 601, q2.Ref(), q1.Ref()), ledger.ErrConflict)
-	wantMatches(t, s, recipients, after, dues)
+	must(t, s.RematchDueReward(ctx, 601, q1.Ref(), q2.Ref(), dollars))
+	wantErr(t, s.RematchDueReward(ctx, 601, q2.Ref(), q1.Ref(), dollars), ledger.ErrConflict)
+	check(after, dues)
+	// The coupon follows too, into its own slot of the new qualification.
+	must(t, s.RematchDueReward(ctx, 611, q1.Ref(), q2.Ref(), slotOf(lead, 8)))
+	after[lead] = map[ledger.QualificationRef]map[int64]int64{q1.Ref(): nil, q2.Ref(): {8: 611}}
+	dues[611] = q2.Ref()
+	check(after, dues)
+	wantBacks(t, s, lead, q2.Ref(), 601, 611)
 }

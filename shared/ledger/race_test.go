@@ -281,16 +281,18 @@ func testRaceMapCustomer(t *testing.T, newStore newStoreFunc) {
 	}
 }
 
-// rematchSetup qualifies lead for referrer 100, matches reward to that qualification, reverses
-// it and qualifies the lead again: the reward's match should move from the first to the second.
+// rematchSetup qualifies lead for referrer 100, matches reward (the referrer's, definition 7)
+// and the lead's coupon (lead*10, definition 8) to that qualification, reverses it and qualifies
+// the lead again: the reward's match should move from the first to the second.
 func rematchSetup(t *testing.T, s ledger.Store, lead, reward int64) (from, to ledger.Qualification) {
 	t.Helper()
 	ctx := ctxT(t)
 	from, err := s.Qualify(ctx, qual(lead, 100, at(3, 1)))
 	must(t, err)
-	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: reward, RewardID: 7, RecipientID: 100, Metric: "amount"})
-	must(t, err)
-	must(t, s.MatchDueReward(ctx, reward, from.Ref()))
+	see(t, s, reward, 7, 100)
+	see(t, s, lead*10, 8, lead)
+	must(t, s.MatchDueReward(ctx, reward, from.Ref(), slotOf(100, 7)))
+	must(t, s.MatchDueReward(ctx, lead*10, from.Ref(), slotOf(lead, 8)))
 	_, err = s.Reverse(ctx, lead, at(5, 1), "refund")
 	must(t, err)
 	to, err = s.Qualify(ctx, qual(lead, 100, at(7, 1)))
@@ -304,45 +306,46 @@ func testRaceRematchSame(t *testing.T, newStore newStoreFunc) {
 	ctx := ctxT(t)
 	from, to := rematchSetup(t, s, 41, 700)
 	const n = 20
-	errs := race(n, func(int) error { return s.RematchDueReward(ctx, 700, from.Ref(), to.Ref()) })
+	errs := race(n, func(int) error { return s.RematchDueReward(ctx, 700, from.Ref(), to.Ref(), slotOf(100, 7)) })
 	if ok, _ := tally(t, errs, nil); ok != n {
 		t.Errorf("%d of %d rematches succeeded", ok, n)
 	}
-	wantMatches(t, s, []int64{100, 41}, map[ledger.QualificationRef]int64{from.Ref(): 0, to.Ref(): 700}, []int64{700})
-	latest, err := s.LatestQualification(ctx, 41)
-	must(t, err)
-	if latest.Ref() != to.Ref() || latest.MatchedDueRewardID != 700 {
-		t.Errorf("qualification item = %+v", latest)
-	}
-	// from's item is free: a match on it passes its condition.
-	_, err = s.SeeDueReward(ctx, ledger.DueReward{ID: 701, RewardID: 7, RecipientID: 100, Metric: "amount"})
-	must(t, err)
-	must(t, s.MatchDueReward(ctx, 701, from.Ref()))
+	wantSlots(t, s, map[int64]map[ledger.QualificationRef]map[int64]int64{
+		100: {from.Ref(): nil, to.Ref(): {7: 700}},
+		41:  {from.Ref(): {8: 410}, to.Ref(): nil},
+	})
+	wantDue(t, s, map[int64]ledger.QualificationRef{700: to.Ref(), 410: from.Ref()})
+	wantBacks(t, s, 41, to.Ref(), 700)
+	// from's slot is free: a match on it passes its condition.
+	see(t, s, 701, 7, 100)
+	must(t, s.MatchDueReward(ctx, 701, from.Ref(), slotOf(100, 7)))
 }
 
-// Moving reward A's match onto a qualification races with matching reward B to it: exactly one
-// of A and B gets it, every caller on that side succeeds (the rest are no-ops), every caller on
-// the other side gets ErrConflict, and the index copies agree with the items.
+// Moving reward A's match into a qualification's slot races with matching reward B into the
+// same slot: exactly one of A and B gets it, every caller on that side succeeds (the rest are
+// no-ops), every caller on the other side gets ErrConflict, and the lead's slot is untouched.
 func testRaceRematchOrMatch(t *testing.T, newStore newStoreFunc) {
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	const a, b = 710, 711
 	from, to := rematchSetup(t, s, 42, a)
-	_, err := s.SeeDueReward(ctx, ledger.DueReward{ID: b, RewardID: 7, RecipientID: 100, Metric: "amount"})
-	must(t, err)
+	see(t, s, b, 7, 100)
 	const n = 20
 	errs := race(n, func(i int) error {
 		if i%2 == 0 {
-			return s.RematchDueReward(ctx, a, from.Ref(), to.Ref())
+			return s.RematchDueReward(ctx, a, from.Ref(), to.Ref(), slotOf(100, 7))
 		}
-		return s.MatchDueReward(ctx, b, to.Ref())
+		return s.MatchDueReward(ctx, b, to.Ref(), slotOf(100, 7))
 	})
 	tally(t, errs, ledger.ErrConflict)
 	latest, err := s.LatestQualification(ctx, 42) // to's qualification item
 	must(t, err)
-	winner := latest.MatchedDueRewardID
-	if latest.Ref() != to.Ref() || (winner != a && winner != b) {
-		t.Fatalf("qualification item = %+v, want it matched to %d or %d", latest, a, b)
+	if latest.Ref() != to.Ref() || len(latest.MatchedDueRewardIDs) != 1 {
+		t.Fatalf("qualification item = %+v, want it backing %d or %d", latest, a, b)
+	}
+	winner := latest.MatchedDueRewardIDs[0]
+	if winner != a && winner != b {
+		t.Fatalf("qualification item = %+v, want it backing %d or %d", latest, a, b)
 	}
 	for i, err := range errs {
 		side := int64(a)
@@ -353,16 +356,66 @@ func testRaceRematchOrMatch(t *testing.T, newStore newStoreFunc) {
 			t.Errorf("caller %d (reward %d) got %v; %d won", i, side, err, winner)
 		}
 	}
-	want := map[ledger.QualificationRef]int64{from.Ref(): 0, to.Ref(): a}
+	fromSlots := map[int64]int64(nil)
+	dues := map[int64]ledger.QualificationRef{a: to.Ref(), b: {}, 420: from.Ref()}
 	if winner == b {
-		want = map[ledger.QualificationRef]int64{from.Ref(): a, to.Ref(): b}
+		fromSlots = map[int64]int64{7: a}
+		dues = map[int64]ledger.QualificationRef{a: from.Ref(), b: to.Ref(), 420: from.Ref()}
 	}
-	wantMatches(t, s, []int64{100, 42}, want, []int64{a, b})
-	for _, u := range []int64{100, 42} {
-		qs, err := s.QualificationsFor(ctx, u)
+	wantSlots(t, s, map[int64]map[ledger.QualificationRef]map[int64]int64{
+		100: {from.Ref(): fromSlots, to.Ref(): {7: winner}},
+		42:  {from.Ref(): {8: 420}, to.Ref(): nil},
+	})
+	wantDue(t, s, dues)
+}
+
+// Rewards of one definition for one recipient race for a qualification's slot while the lead's
+// coupon is matched to its own slot of the same qualification, again and again: exactly one of
+// the first kind wins, the coupon always succeeds, and the item backs both.
+func testRaceMatchSlots(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	q, err := s.Qualify(ctx, qual(43, 100, at(3, 1)))
+	must(t, err)
+	const n = 20
+	for i := range n / 2 {
+		see(t, s, int64(720+i), 7, 100)
+	}
+	see(t, s, 430, 8, 43)
+	errs := race(n, func(i int) error {
+		if i%2 == 0 {
+			return s.MatchDueReward(ctx, int64(720+i/2), q.Ref(), slotOf(100, 7))
+		}
+		return s.MatchDueReward(ctx, 430, q.Ref(), slotOf(43, 8))
+	})
+	var winner int64
+	for i, err := range errs {
+		switch {
+		case i%2 == 1 && err != nil:
+			t.Errorf("the coupon's match %d: %v", i, err)
+		case i%2 == 0 && err == nil:
+			if winner != 0 {
+				t.Errorf("rewards %d and %d both took the slot", winner, 720+i/2)
+			}
+			winner = int64(720 + i/2)
+		case i%2 == 0 && !errors.Is(err, ledger.ErrConflict):
+			t.Errorf("reward %d: %v, want ErrConflict", 720+i/2, err)
+		}
+	}
+	if winner == 0 {
+		t.Fatal("no reward took the slot")
+	}
+	wantBacks(t, s, 43, q.Ref(), 430, winner) // ascending
+	wantSlots(t, s, map[int64]map[ledger.QualificationRef]map[int64]int64{
+		100: {q.Ref(): {7: winner}},
+		43:  {q.Ref(): {8: 430}},
+	})
+	for i := range n / 2 {
+		id := int64(720 + i)
+		r, err := s.DueRewardRecord(ctx, id)
 		must(t, err)
-		if len(qs) != 2 || qs[1].Ref() != to.Ref() || qs[1].MatchedDueRewardID != latest.MatchedDueRewardID {
-			t.Errorf("QualificationsFor(%d) = %+v, item matched to %d", u, qs, latest.MatchedDueRewardID)
+		if (id == winner) != (r.Matched == q.Ref()) || (id != winner && !r.Matched.IsZero()) {
+			t.Errorf("due reward %d matched to %+v (winner %d)", id, r.Matched, winner)
 		}
 	}
 }

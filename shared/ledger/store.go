@@ -58,28 +58,38 @@ type Store interface {
 	// Qualify records a new qualification (Seq assigned). A standing one → ErrAlreadyQualified
 	// with it. At zero means now; it is kept to the nanosecond, in UTC.
 	Qualify(ctx context.Context, q Qualification) (Qualification, error)
-	// Reverse marks the standing qualification reversed; none standing → ErrNotFound.
+	// Reverse marks the standing qualification reversed; none standing → ErrNotFound. Its matches
+	// and slots stay: the sweep cancels the rewards they name.
 	Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (Qualification, error)
-	// LatestQualification is the lead's newest qualification, standing or not.
+	// LatestQualification is the lead's newest qualification, standing or not, with every due
+	// reward it backs (MatchedDueRewardIDs).
 	LatestQualification(ctx context.Context, leadID int64) (Qualification, error)
 	StandingQualification(ctx context.Context, leadID int64) (Qualification, error)
 	// QualificationsFor lists, oldest first, the qualifications whose reward may go to the user:
-	// those of the leads they referred and their own.
+	// those of the leads they referred and their own. Each carries the user's own slots (Slots:
+	// reward definition → due reward), not MatchedDueRewardIDs (only the qualification item has
+	// it: LatestQualification, StandingQualification).
 	QualificationsFor(ctx context.Context, recipientID int64) ([]Qualification, error)
-	// MatchDueReward ties a seen due reward and a qualification to each other, once: the same
-	// pair again is a no-op; either side matched to something else → ErrConflict.
-	MatchDueReward(ctx context.Context, dueRewardID int64, q QualificationRef) error
-	// RematchDueReward moves a due reward's match from one qualification to another, once and
-	// atomically: the reward must be matched to from, and to must be unmatched (or already matched
-	// to this reward, which makes a repeat a no-op). from is left unmatched. Otherwise → ErrConflict
-	// (the reward is matched elsewhere, or to belongs to another reward); a missing reward or
-	// qualification → ErrNotFound.
+	// MatchDueReward ties a seen due reward to a qualification, in one slot: a qualification
+	// backs at most one due reward per recipient and reward definition (RewardSlot), so the
+	// referrer's $25 and the lead's coupon can both stand on it. The same call again is a no-op.
+	// The slot held by another reward, or the reward matched to another qualification →
+	// ErrConflict. Ids ≤ 0, a recipient that is not the qualification's referrer or lead, or a
+	// slot other than the recipient and definition the reward was seen with → ErrInvalid. A
+	// missing reward or qualification → ErrNotFound.
+	MatchDueReward(ctx context.Context, dueRewardID int64, q QualificationRef, slot RewardSlot) error
+	// RematchDueReward moves a due reward from its slot on one qualification to the same slot
+	// (recipient, reward definition) on another, once and atomically: the reward must be matched
+	// to from, and to's slot must be free (or already hold this reward, which makes a repeat a
+	// no-op). from's slot is freed; its other slots stay. Otherwise → ErrConflict (the reward is
+	// matched elsewhere, or to's slot holds another reward); a missing reward or qualification →
+	// ErrNotFound; invalid ids or slot, as MatchDueReward → ErrInvalid.
 	//
 	// The sweep uses it when the qualification a reward was matched to has been reversed and the
 	// same lead qualified again: RF keeps the one due reward, so the match follows the lead's new
 	// qualification instead of the reward being canceled. An unmatched reward is not matched to
 	// from, so it conflicts too (MatchDueReward matches it).
-	RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef) error
+	RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef, slot RewardSlot) error
 
 	// SeeDueReward records a due reward the first time it is seen; FirstSeenAt never moves.
 	SeeDueReward(ctx context.Context, r DueReward) (DueReward, error)

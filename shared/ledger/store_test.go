@@ -105,6 +105,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"RaceChargeRefunds", testRaceChargeRefunds},
 		{"RaceRematchSame", testRaceRematchSame},
 		{"RaceRematchOrMatch", testRaceRematchOrMatch},
+		{"RaceMatchSlots", testRaceMatchSlots},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

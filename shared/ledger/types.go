@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -201,7 +202,53 @@ type Qualification struct {
 	ReversedAt     time.Time
 	ReversalReason string
 
-	MatchedDueRewardID int64
+	// MatchedDueRewardIDs lists, in ascending order, every due reward the qualification backs,
+	// whoever receives it. It is kept on the qualification item, so LatestQualification and
+	// StandingQualification fill it; QualificationsFor's index copies leave it nil.
+	MatchedDueRewardIDs []int64
+	// Slots maps a reward definition (RF's reward_id) to the due reward that fills it, for one
+	// recipient: QualificationsFor fills it with the slots of the recipient it was asked about
+	// (nil when none is taken). The qualification item has no slots: it leaves it nil.
+	Slots map[int64]int64
+}
+
+// RewardSlot is a place for one due reward on a qualification: a qualification backs at most one
+// due reward per recipient and reward definition. The referrer's $25 and the lead's coupon of
+// one qualification fill two slots; a second $25 for the same referrer would need the same one.
+type RewardSlot struct {
+	RecipientID int64 // who receives the reward: the qualification's referrer or its lead
+	RewardID    int64 // RF's reward definition (reward_id on the due reward)
+}
+
+// validMatch checks the ids of MatchDueReward's arguments and returns the operation's name for
+// errors. Whether the recipient is one of the qualification's is checked once it is read.
+func validMatch(dueRewardID int64, ref QualificationRef, slot RewardSlot) (string, error) {
+	what := fmt.Sprintf("ledger: match due reward %d to qualification %d/%d (recipient %d, reward %d)",
+		dueRewardID, ref.LeadID, ref.Seq, slot.RecipientID, slot.RewardID)
+	if dueRewardID <= 0 || ref.LeadID <= 0 || ref.Seq <= 0 || slot.RecipientID <= 0 || slot.RewardID <= 0 {
+		return what, fmt.Errorf("%s: %w", what, ErrInvalid)
+	}
+	return what, nil
+}
+
+// slotOf checks that the slot's recipient is one of the qualification's: only the referrer and
+// the lead receive its rewards.
+func (q Qualification) slotOf(what string, slot RewardSlot) error {
+	if !slices.Contains(q.recipients(), slot.RecipientID) {
+		return fmt.Errorf("%s: user %d receives no reward of qualification %d/%d (referrer %d): %w",
+			what, slot.RecipientID, q.LeadID, q.Seq, q.ReferrerID, ErrInvalid)
+	}
+	return nil
+}
+
+// slotMismatch reports a due reward recorded for another recipient or reward definition than
+// the slot says (a field the record does not know yet matches anything).
+func slotMismatch(what string, r DueReward, slot RewardSlot) error {
+	if (r.RecipientID != 0 && r.RecipientID != slot.RecipientID) || (r.RewardID != 0 && r.RewardID != slot.RewardID) {
+		return fmt.Errorf("%s: due reward is recorded for recipient %d, reward %d: %w",
+			what, r.RecipientID, r.RewardID, ErrInvalid)
+	}
+	return nil
 }
 
 // Standing reports whether the qualification has not been reversed.
@@ -220,11 +267,12 @@ type QualificationRef struct {
 func (r QualificationRef) IsZero() bool { return r.LeadID == 0 && r.Seq == 0 }
 
 // validRematch checks RematchDueReward's arguments and returns the operation's name for errors.
-func validRematch(dueRewardID int64, from, to QualificationRef) (string, error) {
-	what := fmt.Sprintf("ledger: rematch due reward %d from qualification %d/%d to %d/%d",
-		dueRewardID, from.LeadID, from.Seq, to.LeadID, to.Seq)
+func validRematch(dueRewardID int64, from, to QualificationRef, slot RewardSlot) (string, error) {
+	what := fmt.Sprintf("ledger: rematch due reward %d (recipient %d, reward %d) from qualification %d/%d to %d/%d",
+		dueRewardID, slot.RecipientID, slot.RewardID, from.LeadID, from.Seq, to.LeadID, to.Seq)
 	switch {
-	case dueRewardID <= 0 || from.LeadID <= 0 || from.Seq <= 0 || to.LeadID <= 0 || to.Seq <= 0:
+	case dueRewardID <= 0 || from.LeadID <= 0 || from.Seq <= 0 || to.LeadID <= 0 || to.Seq <= 0 ||
+		slot.RecipientID <= 0 || slot.RewardID <= 0:
 		return what, fmt.Errorf("%s: %w", what, ErrInvalid)
 	case from == to:
 		return what, fmt.Errorf("%s: the same qualification: %w", what, ErrInvalid)
@@ -233,9 +281,13 @@ func validRematch(dueRewardID int64, from, to QualificationRef) (string, error) 
 }
 
 // rematchAnswer says what RematchDueReward does with a due reward r that is known to exist but
-// whose from qualification is not matched to it: already matched to to → done (nil); matched to
-// from → go on (done=false, a race: read again); otherwise → ErrConflict.
-func rematchAnswer(what string, r DueReward, from, to QualificationRef) (done bool, err error) {
+// whose from qualification is not matched to it: recorded for another slot → ErrInvalid;
+// already matched to to → done (nil); matched to from → go on (done=false, a race: read again);
+// otherwise → ErrConflict.
+func rematchAnswer(what string, r DueReward, from, to QualificationRef, slot RewardSlot) (done bool, err error) {
+	if err := slotMismatch(what, r, slot); err != nil {
+		return true, err
+	}
 	switch {
 	case r.Matched == to:
 		return true, nil

@@ -171,9 +171,9 @@ func (s *Service) leadOfCharge(ctx context.Context, ch stripeevents.Charge) (led
 	return lead, nil
 }
 
-// reverseIfBelow unqualifies a lead whose net paid amount fell below the threshold, unless its
-// reward was already issued: refbridge never claws money back, it records the reversal for
-// operators instead.
+// reverseIfBelow unqualifies a lead whose net paid amount fell below the threshold, unless a
+// reward its qualification backs (any of them: the referrer's, the lead's) was already issued:
+// refbridge never claws money back, it records the reversal for operators instead.
 func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency, subject, why string) (Result, error) {
 	out := Result{Outcome: Counted, LeadID: lead.ID}
 	q, err := s.ledger.StandingQualification(ctx, lead.ID)
@@ -196,10 +196,12 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 		s.decide(ctx, subject, "reversal", out, inputs)
 		return out, nil
 	}
-	if q.MatchedDueRewardID != 0 {
-		r, err := s.ledger.DueRewardRecord(ctx, q.MatchedDueRewardID)
+	// Every reward the qualification backs (the referrer's, the lead's, one per definition): if
+	// any was issued, the reversal comes after the payout.
+	for _, id := range q.MatchedDueRewardIDs {
+		r, err := s.ledger.DueRewardRecord(ctx, id)
 		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
-			return Result{}, fmt.Errorf("reverse lead %d: reward %d: %w", lead.ID, q.MatchedDueRewardID, err)
+			return Result{}, fmt.Errorf("reverse lead %d: reward %d: %w", lead.ID, id, err)
 		}
 		if err == nil && r.State == ledger.RewardIssued {
 			out.Outcome, out.Reason = ReversedAfterIssue, why+": the reward was already issued; reversal recorded, nothing clawed back"

@@ -445,7 +445,7 @@ func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
 		if _, err := e.ledger.SeeDueReward(ctx, ledger.DueReward{ID: 77, RewardID: 1, RecipientID: 2, Metric: "amount"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.ledger.MatchDueReward(ctx, 77, q.Ref()); err != nil {
+		if err := e.ledger.MatchDueReward(ctx, 77, q.Ref(), ledger.RewardSlot{RecipientID: 2, RewardID: 1}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: 77, RecipientID: 2, State: ledger.RewardIssued, At: time.Now(), By: ledger.SettledBySweep}); err != nil {
@@ -459,6 +459,57 @@ func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
 			t.Fatal("no metric for the reversal after issue")
 		}
 	})
+}
+
+// A qualification backs the referrer's $25 and the lead's coupon. The coupon was issued, the $25
+// is still due: the reversal comes after a payout, so it is only recorded, as with one reward.
+// With neither issued, the same refund unqualifies the lead.
+func TestReversalWithTwoMatchedRewards(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		issueCoupon  bool
+		want         string
+		stillQualify bool
+	}{
+		{"one of them issued", true, "reversal_after_issue", true},
+		{"neither issued", false, "unqualified", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			both(t, false, func(t *testing.T, e env) {
+				ctx := context.Background()
+				mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+				q, err := e.ledger.StandingQualification(ctx, 5)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Bob's $25 (definition 1, due reward 77) and Erin's coupon (definition 2, due
+				// reward 78), both matched by the sweep to Erin's qualification.
+				for _, r := range []ledger.DueReward{
+					{ID: 77, RewardID: 1, RecipientID: 2, Metric: "amount"},
+					{ID: 78, RewardID: 2, RecipientID: 5, Metric: "coupon"},
+				} {
+					if _, err := e.ledger.SeeDueReward(ctx, r); err != nil {
+						t.Fatal(err)
+					}
+					if err := e.ledger.MatchDueReward(ctx, r.ID, q.Ref(), ledger.RewardSlot{RecipientID: r.RecipientID, RewardID: r.RewardID}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if c.issueCoupon {
+					if _, err := e.ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: 78, RecipientID: 5, State: ledger.RewardIssued, At: time.Now(), By: ledger.SettledBySweep}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				mustCall(t, e, "charge.refunded.2024-06-20.json", "processed", c.want)
+				if erinQualified(t, e.sim) != c.stillQualify {
+					t.Fatalf("qualified in RF: %v, want %v", !c.stillQualify, c.stillQualify)
+				}
+				if _, err := e.ledger.StandingQualification(ctx, 5); (err == nil) != c.stillQualify {
+					t.Fatalf("standing qualification in the ledger: %v", err)
+				}
+			})
+		})
+	}
 }
 
 // A refund whose unqualify call fails answers 503; the redelivery finishes the reversal although

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -72,37 +73,101 @@ func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Sum
 	return nil
 }
 
-// qualification returns the qualification matched to the reward, matching the recipient's
-// oldest unmatched one first when there is none yet (nil: none behind it).
+// clockSkew is how far a qualification's recorded time may trail the first sighting of a
+// reward it produced: refbridge records a qualification just after RF has made its rewards due,
+// and the sweep's clock and the webhooks' may disagree a little.
+const clockSkew = time.Minute
+
+// qualification returns the qualification behind the reward (nil: none), matching the reward
+// while it has none. A qualification backs at most one due reward per recipient and reward
+// definition (its slot), so the referrer's and the lead's rewards of one qualification both
+// stand on it.
+//
+//   - Not matched: the recipient's oldest qualification whose slot is free and which existed
+//     when the sweep first saw the reward (At ≤ FirstSeenAt + clockSkew). A reward can only come
+//     from a qualification that existed when it was due, so one that predates refbridge's
+//     qualifications (first seen by the first sweep after installation, say) never takes a later
+//     one's slot, and stays held from first sight. None → nil.
+//   - Matched (earlier, or just now): that qualification, unless it was reversed and the same
+//     lead has qualified again with the slot free: RF keeps the one due reward when a lead is
+//     unqualified and qualified again, so the match moves to the new qualification (its hold
+//     counts from there) instead of the reward being canceled.
 func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*ledger.Qualification, error) {
 	qs, err := s.Ledger.QualificationsFor(ctx, rec.RecipientID)
 	if err != nil {
 		return nil, fmt.Errorf("qualifications for %d: %w", rec.RecipientID, err)
 	}
+	slot := ledger.RewardSlot{RecipientID: rec.RecipientID, RewardID: rec.RewardID}
 	if !rec.Matched.IsZero() {
-		for i := range qs {
-			if qs[i].Ref() == rec.Matched {
-				return &qs[i], nil
-			}
-		}
-		// Never treat a matched reward as one with nothing behind it: that would issue a
-		// reward whose qualification was reversed.
-		return nil, fmt.Errorf("due reward %d: its qualification %d/%d is not among the recipient's", rec.ID, rec.Matched.LeadID, rec.Matched.Seq)
+		return s.matched(ctx, rec, qs, slot)
 	}
+	if slot.RecipientID <= 0 || slot.RewardID <= 0 {
+		// RF always names both; without them there is no slot to match, and issuing a reward
+		// whose qualification may have been reversed is worse than leaving it for a person.
+		return nil, fmt.Errorf("due reward %d: no recipient or reward definition (recipient %d, reward %d)", rec.ID, rec.RecipientID, rec.RewardID)
+	}
+	seenBy := rec.FirstSeenAt.Add(clockSkew)
 	for i := range qs {
-		if qs[i].MatchedDueRewardID != 0 {
+		if qs[i].At.After(seenBy) {
+			break // oldest first: every later one is younger than the reward too
+		}
+		if held := qs[i].Slots[rec.RewardID]; held != 0 && held != rec.ID {
 			continue
 		}
-		err := s.Ledger.MatchDueReward(ctx, rec.ID, qs[i].Ref())
+		err := s.Ledger.MatchDueReward(ctx, rec.ID, qs[i].Ref(), slot)
 		if errors.Is(err, ledger.ErrConflict) {
-			continue // taken by another reward meanwhile
+			// The slot was taken meanwhile, or the reward was matched elsewhere: read it to tell.
+			now, rerr := s.Ledger.DueRewardRecord(ctx, rec.ID)
+			if rerr != nil {
+				return nil, fmt.Errorf("due reward %d: %w", rec.ID, rerr)
+			}
+			if !now.Matched.IsZero() {
+				return s.qualification(ctx, now)
+			}
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("match due reward %d: %w", rec.ID, err)
 		}
-		return &qs[i], nil
+		// Matched now; as with a reward matched earlier, one on a reversed qualification
+		// follows the lead's new one (its refund and won dispute came before the first sight).
+		rec.Matched = qs[i].Ref()
+		return s.matched(ctx, rec, qs, slot)
 	}
 	return nil, nil
+}
+
+// matched finds the qualification a matched reward stands on, moving the match to the lead's
+// new qualification when the one it stands on was reversed (see qualification).
+func (s *Sweeper) matched(ctx context.Context, rec ledger.DueReward, qs []ledger.Qualification, slot ledger.RewardSlot) (*ledger.Qualification, error) {
+	at := slices.IndexFunc(qs, func(q ledger.Qualification) bool { return q.Ref() == rec.Matched })
+	if at < 0 {
+		// Never treat a matched reward as one with nothing behind it: that would issue a
+		// reward whose qualification was reversed.
+		return nil, fmt.Errorf("due reward %d: its qualification %d/%d is not among the recipient's", rec.ID, rec.Matched.LeadID, rec.Matched.Seq)
+	}
+	q := &qs[at]
+	if q.Standing() {
+		return q, nil
+	}
+	for i := range qs {
+		to := &qs[i]
+		if to.LeadID != q.LeadID || to.Seq <= q.Seq || !to.Standing() {
+			continue
+		}
+		if held := to.Slots[rec.RewardID]; held != 0 && held != rec.ID {
+			continue // the new qualification has a reward of this definition already
+		}
+		err := s.Ledger.RematchDueReward(ctx, rec.ID, q.Ref(), to.Ref(), slot)
+		if errors.Is(err, ledger.ErrConflict) {
+			break // taken meanwhile: the reward stays on the reversed qualification
+		}
+		if err != nil {
+			return nil, fmt.Errorf("move due reward %d to qualification %d/%d: %w", rec.ID, to.LeadID, to.Seq, err)
+		}
+		return to, nil
+	}
+	return q, nil
 }
 
 // outcome is what act did.

@@ -23,7 +23,8 @@ type Ledger interface {
 	SeeDueReward(ctx context.Context, r ledger.DueReward) (ledger.DueReward, error)
 	DueRewardRecord(ctx context.Context, id int64) (ledger.DueReward, error)
 	QualificationsFor(ctx context.Context, recipientID int64) ([]ledger.Qualification, error)
-	MatchDueReward(ctx context.Context, dueRewardID int64, q ledger.QualificationRef) error
+	MatchDueReward(ctx context.Context, dueRewardID int64, q ledger.QualificationRef, slot ledger.RewardSlot) error
+	RematchDueReward(ctx context.Context, dueRewardID int64, from, to ledger.QualificationRef, slot ledger.RewardSlot) error
 	MarkRewardSettled(ctx context.Context, s ledger.Settlement) (ledger.DueReward, error)
 	IssuedInMonth(ctx context.Context, recipientID int64, month time.Time) (int, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)

@@ -178,7 +178,9 @@ func TestHoldThenIssueOnce(t *testing.T) {
 		}
 		e.clock.Advance(12 * 24 * time.Hour)
 		sum, err = e.s.Run(ctx)
-		if err != nil || sum.Issued != 1 || rfStatus(t, e, id) != rf.StatusIssued {
+		// Bob's $25 and Erin's coupon stand on her qualification (one slot each), whose hold is
+		// over; Alice's reward for Dave has nothing behind it and waits 14 days from first sight.
+		if err != nil || sum.Issued != 2 || sum.Waiting["hold"] != 1 || rfStatus(t, e, id) != rf.StatusIssued {
 			t.Fatalf("after the hold: %+v %v (RF status %q)", sum, err, rfStatus(t, e, id))
 		}
 		rec, err := e.ledger.DueRewardRecord(ctx, id)
@@ -202,7 +204,8 @@ func TestReversedQualificationCancels(t *testing.T) {
 			t.Fatal(err)
 		}
 		sum, err := e.s.Run(ctx)
-		if err != nil || sum.Canceled != 1 || rfStatus(t, e, id) != rf.StatusCanceled || issueCalls(e.sim, 0) != 0 {
+		// Bob's $25 and Erin's coupon (seeded due) both stand on the reversed qualification.
+		if err != nil || sum.Canceled != 2 || rfStatus(t, e, id) != rf.StatusCanceled || issueCalls(e.sim, 0) != 0 {
 			t.Fatalf("%+v %v (RF status %q)", sum, err, rfStatus(t, e, id))
 		}
 	})
