@@ -196,21 +196,36 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 		s.decide(ctx, subject, "reversal", out, inputs)
 		return out, nil
 	}
-	// Every reward the qualification backs (the referrer's, the lead's, one per definition): if
-	// any was issued, the reversal comes after the payout.
+	// Every reward the qualification backs (the referrer's, the lead's, one per definition). If
+	// all of them are settled and some was issued, the reversal comes after the payout: recorded,
+	// nothing to stop. If any is still due, the reversal goes ahead so the sweep cancels it; the
+	// issued ones are not clawed back.
+	var issued, unsettled []int64
 	for _, id := range q.MatchedDueRewardIDs {
 		r, err := s.ledger.DueRewardRecord(ctx, id)
 		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
 			return Result{}, fmt.Errorf("reverse lead %d: reward %d: %w", lead.ID, id, err)
 		}
-		if err == nil && r.State == ledger.RewardIssued {
+		switch {
+		case err == nil && r.State == ledger.RewardIssued:
+			issued = append(issued, id)
+		case err != nil || r.State == ledger.RewardSeen:
+			unsettled = append(unsettled, id)
+		}
+	}
+	if len(issued) > 0 {
+		s.log.WarnContext(ctx, "reversal after a reward was issued", "lead", lead.ID, "issued", issued, "still_due", unsettled, "metric", "reversal_after_issue")
+		if len(unsettled) == 0 {
 			out.Outcome, out.Reason = ReversedAfterIssue, why+": the reward was already issued; reversal recorded, nothing clawed back"
-			s.log.WarnContext(ctx, "reversal after the reward was issued", "lead", lead.ID, "reward", r.ID, "metric", "reversal_after_issue")
 			s.decide(ctx, subject, "reversal", out, inputs)
 			return out, nil
 		}
+		inputs["already_issued"] = fmt.Sprint(issued)
 	}
 	reason := fmt.Sprintf("%s: net paid %d %s below the threshold %d", why, net, currency, min)
+	if len(issued) > 0 {
+		reason += fmt.Sprintf("; %d reward(s) already issued are not clawed back", len(issued))
+	}
 	target := ledger.QualificationTarget(lead.ID, q.Seq)
 	if s.set.DryRun {
 		s.log.InfoContext(ctx, "dry run: would call PUT /users/qualification", "lead", lead.ID, "qualified", false)

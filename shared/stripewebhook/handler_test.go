@@ -461,18 +461,19 @@ func TestReversalAfterTheRewardWasIssuedIsOnlyRecorded(t *testing.T) {
 	})
 }
 
-// A qualification backs the referrer's $25 and the lead's coupon. The coupon was issued, the $25
-// is still due: the reversal comes after a payout, so it is only recorded, as with one reward.
-// With neither issued, the same refund unqualifies the lead.
+// A qualification backs the referrer's $25 and the lead's coupon. With the coupon issued and the
+// $25 still due, the refund still unqualifies the lead, so the sweep cancels the $25 (the coupon
+// is not clawed back); with both issued it comes after the payout and is only recorded.
 func TestReversalWithTwoMatchedRewards(t *testing.T) {
 	for _, c := range []struct {
 		name         string
-		issueCoupon  bool
+		issue        []int64
 		want         string
 		stillQualify bool
 	}{
-		{"one of them issued", true, "reversal_after_issue", true},
-		{"neither issued", false, "unqualified", false},
+		{"one issued, one still due", []int64{78}, "unqualified", false},
+		{"both issued", []int64{77, 78}, "reversal_after_issue", true},
+		{"neither issued", nil, "unqualified", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			both(t, false, func(t *testing.T, e env) {
@@ -495,8 +496,8 @@ func TestReversalWithTwoMatchedRewards(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if c.issueCoupon {
-					if _, err := e.ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: 78, RecipientID: 5, State: ledger.RewardIssued, At: time.Now(), By: ledger.SettledBySweep}); err != nil {
+				for _, id := range c.issue {
+					if _, err := e.ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, State: ledger.RewardIssued, At: time.Now(), By: ledger.SettledBySweep}); err != nil {
 						t.Fatal(err)
 					}
 				}
