@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -49,9 +50,11 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"RF_API_URL": sim.URL, "RF_API_TOKEN": sim.Token(), "RF_CAMPAIGN_IDS": "1",
 		"STRIPE_WEBHOOK_SECRETS": stripeSecret, "RF_WEBHOOK_SECRET": rfSecret,
 		"RF_WEBHOOK_FIELDS":  "code=referral_code", // as the events/rf samples are configured
-		"QUALIFY_MIN_AMOUNT": "2000", "REWARD_HOLD_DAYS": "0",
+		"QUALIFY_MIN_AMOUNT": "2000", "REWARD_HOLD_DAYS": "14",
 	}
-	d, err := wiring.Local(ctx, func(k string) string { return vars[k] }, logs, config.Need{RFAPIToken: true})
+	// Days pass in seconds: the decisions run on this clock (the hold, first sightings).
+	clock := &demoClock{t: time.Now()}
+	d, err := wiring.Local(ctx, func(k string) string { return vars[k] }, logs, config.Need{RFAPIToken: true}, wiring.WithClock(clock.Now))
 	if err != nil {
 		return err
 	}
@@ -64,64 +67,90 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
 	p := &demoPrinter{w: stdout, base: base, hc: &http.Client{Timeout: time.Minute}, ctx: ctx}
+	schedule, err := events.FS.ReadFile("sweep/schedule.json")
+	if err != nil {
+		return err
+	}
+	sweepNow := func(why string) {
+		p.step("The reward sweep runs (every 15 minutes; events/sweep/schedule.json): " + why)
+		p.post("/sweep", schedule, map[string]string{"Content-Type": "application/json"})
+	}
 
 	fmt.Fprintf(stdout, `refbridge demo: a Referral Factory simulator (%s) plays RF, refbridge serves on %s
 with its state in memory; the events are the samples in events/, signed as Stripe signs them.
-Campaign DEMO2026 pays a referrer $25 for every referral that pays (QUALIFY_MIN_AMOUNT=2000,
-i.e. $20), and gives each invited friend a welcome coupon. Alice, Bob and Carol are referrers;
-Dave (Alice's friend) qualified before refbridge was installed; Erin (Bob's friend) signed up
-and has not paid yet. Rewards are issued with no hold (REWARD_HOLD_DAYS=0).
+
+Campaign DEMO2026 pays a referrer $25 for every referral that pays at least $20
+(QUALIFY_MIN_AMOUNT=2000) and gives each invited friend a welcome coupon when they join. Alice,
+Bob and Carol are referrers; Dave (Alice's friend) qualified before refbridge was installed, his
+reward to Alice still due; Erin (Bob's friend) joined and has not paid yet. Rewards wait 14 days
+(REWARD_HOLD_DAYS=14) before they are issued; the demo lets the days pass.
+
 `, strings.TrimSuffix(sim.URL, "/api/v2"), base)
 
-	// 1. A new friend of Alice signs up; RF tells refbridge.
-	p.step("Fay signs up through Alice's link; Referral Factory sends its lead-created webhook")
+	p.day(0)
+	sweepNow("refbridge is installed; its first run records what is already due")
+
 	fay, err := sim.CreateUser(rfsim.NewUser{CampaignID: 1, FirstName: "Fay", Email: "fay@example.com",
 		Referrer: &rfsim.ReferrerRef{Field: "code", Value: "aLiCeRef"}})
 	if err != nil {
 		return fmt.Errorf("create Fay in the simulator: %w", err)
 	}
+	p.step("Fay joins through Alice's link; Referral Factory sends its lead-created webhook (events/rf/lead-created.json)")
 	body, err := sample("rf/lead-created.json", func(m map[string]any) { m["id"], m["referral_code"] = fay.ID, fay.Code })
 	if err != nil {
 		return err
 	}
 	p.post("/rf/webhook/lead-created", body, map[string]string{"Content-Type": "application/json", "X-Webhook-Secret": rfSecret})
+	sweepNow("Fay's welcome coupon is due")
 
-	// 2. Erin pays her first invoice: refbridge finds her in RF by email and qualifies her.
-	p.step("Erin pays her first invoice ($49): Stripe sends invoice.paid")
-	if err := p.stripe(stripeSecret, "stripe/invoice.paid.2024-06-20.json", nil); err != nil {
-		return err
-	}
-
-	// 3. Fay pays, and is refunded: the qualification is reversed before her reward is issued.
+	clock.advance(24 * time.Hour)
+	p.day(1)
+	p.step("Erin pays her first invoice ($49): Stripe sends invoice.paid (events/stripe/invoice.paid.2024-06-20.json)")
+	p.stripe(stripeSecret, "stripe/invoice.paid.2024-06-20.json", nil)
 	p.step("Fay pays her first invoice ($49): invoice.paid")
-	if err := p.stripe(stripeSecret, "stripe/invoice.paid.2024-06-20.json", func(ev map[string]any) {
+	p.stripe(stripeSecret, "stripe/invoice.paid.2024-06-20.json", func(ev map[string]any) {
 		ev["id"] = "evt_demo_fay_paid"
 		inv := object(ev)
 		inv["id"], inv["customer"], inv["customer_email"], inv["customer_name"] = "in_demo_fay_1", "cus_demo_fay", "fay@example.com", "Fay"
 		inv["charge"], inv["subscription"], inv["payment_intent"] = "ch_demo_fay_1", "sub_demo_fay", "pi_demo_fay_1"
-	}); err != nil {
-		return err
-	}
-	p.step("Fay asks for her money back: Stripe sends charge.refunded (full refund)")
-	if err := p.stripe(stripeSecret, "stripe/charge.refunded.2024-06-20.json", func(ev map[string]any) {
+	})
+	sweepNow("Bob's and Alice's $25 are due now; they wait for the hold")
+
+	clock.advance(2 * 24 * time.Hour)
+	p.day(3)
+	p.step("Fay asks for her money back: Stripe sends charge.refunded, a full refund (events/stripe/charge.refunded.2024-06-20.json)")
+	p.stripe(stripeSecret, "stripe/charge.refunded.2024-06-20.json", func(ev map[string]any) {
 		ev["id"] = "evt_demo_fay_refund"
 		ch := object(ev)
 		ch["id"], ch["customer"], ch["invoice"], ch["payment_intent"] = "ch_demo_fay_1", "cus_demo_fay", "in_demo_fay_1", "pi_demo_fay_1"
-	}); err != nil {
-		return err
-	}
+	})
+	sweepNow("Fay's qualification was reversed before her reward went out")
 
-	// 4. The sweep issues what is due and cancels what was reversed.
-	p.step("The reward sweep runs (the schedule's payload, events/sweep/schedule.json)")
-	schedule, err := events.FS.ReadFile("sweep/schedule.json")
-	if err != nil {
-		return err
-	}
-	p.post("/sweep", schedule, map[string]string{"Content-Type": "application/json"})
+	clock.advance(13 * 24 * time.Hour)
+	p.day(16)
+	sweepNow("the holds are over")
 	if p.err != nil {
 		return p.err
 	}
 	return finalState(ctx, stdout, sim, d.Ledger)
+}
+
+// demoClock is the demo's calendar.
+type demoClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *demoClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *demoClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // demoPrinter POSTs to refbridge and prints each exchange.
@@ -134,9 +163,13 @@ type demoPrinter struct {
 	err  error
 }
 
+func (p *demoPrinter) day(n int) {
+	fmt.Fprintf(p.w, "── day %d ──\n", n)
+}
+
 func (p *demoPrinter) step(title string) {
 	p.n++
-	fmt.Fprintf(p.w, "\n%d. %s\n", p.n, title)
+	fmt.Fprintf(p.w, "%d. %s\n", p.n, title)
 }
 
 func (p *demoPrinter) post(path string, body []byte, hdr map[string]string) {
@@ -158,21 +191,21 @@ func (p *demoPrinter) post(path string, body []byte, hdr map[string]string) {
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	fmt.Fprintf(p.w, "   POST %s → %d %s\n", path, resp.StatusCode, describeAnswer(out))
+	fmt.Fprintf(p.w, "   POST %s → %d %s\n\n", path, resp.StatusCode, describeAnswer(out))
 	if resp.StatusCode != http.StatusOK {
 		p.err = fmt.Errorf("POST %s answered %d: %s", path, resp.StatusCode, out)
 	}
 }
 
 // stripe signs a sample Stripe event (changed by edit) with a fresh timestamp and POSTs it.
-func (p *demoPrinter) stripe(secret, name string, edit func(map[string]any)) error {
+func (p *demoPrinter) stripe(secret, name string, edit func(map[string]any)) {
 	body, err := sample(name, edit)
 	if err != nil {
-		return err
+		p.err = errors.Join(p.err, err)
+		return
 	}
 	sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
 	p.post("/stripe/webhook", body, map[string]string{"Content-Type": "application/json", "Stripe-Signature": sig.Header})
-	return p.err
 }
 
 // describeAnswer renders refbridge's answer: {"status","reason"}, {"error"} or a sweep summary.
@@ -188,7 +221,15 @@ func describeAnswer(b []byte) string {
 	}
 	switch {
 	case a.Listed != nil:
-		return fmt.Sprintf("sweep: %d due rewards listed, %d issued, %d canceled, waiting %v", *a.Listed, a.Issued, a.Canceled, a.Waiting)
+		waiting := make([]string, 0, len(a.Waiting))
+		for rule, n := range a.Waiting {
+			waiting = append(waiting, fmt.Sprintf("%d (%s)", n, rule))
+		}
+		sort.Strings(waiting)
+		if len(waiting) == 0 {
+			waiting = []string{"none"}
+		}
+		return fmt.Sprintf("sweep: %d due rewards listed, %d issued, %d canceled, waiting %s", *a.Listed, a.Issued, a.Canceled, strings.Join(waiting, ", "))
 	case a.Error != "":
 		return "error: " + a.Error
 	}

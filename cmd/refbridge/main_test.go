@@ -205,3 +205,42 @@ func TestServeWithSimulatorAndSend(t *testing.T) {
 		t.Errorf("no secret: exit %d %s", code, errb.String())
 	}
 }
+
+// The demo tells the whole story and ends in the right state: the refunded referral's reward
+// canceled, every other one issued after its hold, nothing issued twice.
+func TestDemo(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"demo"}, func(string) string { return "" }, &out, &errb); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	text := out.String()
+	for _, want := range []string{
+		"POST /rf/webhook/lead-created → 200 processed",
+		"POST /stripe/webhook → 200 processed: qualified",
+		"POST /stripe/webhook → 200 processed: unqualified",
+		"sweep: 5 due rewards listed, 0 issued, 1 canceled",
+		"sweep: 4 due rewards listed, 4 issued, 0 canceled",
+		"Fay   Alice     pending               qualified, then reversed",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[0], "#") {
+			rows[f[0]] = line
+		}
+	}
+	for id, want := range map[string]string{"#1": "Issued", "#3": "Issued", "#4": "Issued", "#5": "Issued", "#6": "Canceled"} {
+		if !strings.Contains(rows[id], want) {
+			t.Errorf("reward %s: %q, want %s", id, rows[id], want)
+		}
+	}
+	if strings.Contains(errb.String(), "@example.com") {
+		t.Errorf("the demo printed an email on stderr")
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
+}

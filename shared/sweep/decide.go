@@ -85,5 +85,8 @@ func Decide(f Facts, r Rules, now time.Time) Decision {
 		return Decision{Action: Wait, Reason: fmt.Sprintf("monthly cap of %d reached for the recipient; issued from %s", r.MaxPerRecipient, next.Format(time.RFC3339)),
 			Until: next, Rule: "cap"}
 	}
+	if q == nil {
+		return Decision{Action: Issue, Reason: "hold elapsed since first seen; no qualification behind it", Rule: "issue"}
+	}
 	return Decision{Action: Issue, Reason: "hold elapsed and the qualification stands", Rule: "issue"}
 }

@@ -56,7 +56,16 @@ type Deps struct {
 	Log         *slog.Logger
 
 	metrics *observe.Metrics // nil: none (local runs)
+	now     func() time.Time // the decisions' clock; nil: the real one
 }
+
+// Option changes how Local builds.
+type Option func(*Deps)
+
+// WithClock sets the clock of the decisions — qualification and reversal times, holds, first
+// sightings, retry windows — so a demo can let days pass in seconds. Deadlines, signatures and
+// idempotency keep the real clock.
+func WithClock(now func() time.Time) Option { return func(d *Deps) { d.now = now } }
 
 // Lambda builds the dependencies of the named function ("stripe-webhook", "rf-webhook",
 // "reward-sweep") from the environment, on the DynamoDB table STATE_TABLE names. Its JSON logs
@@ -75,12 +84,12 @@ func Lambda(ctx context.Context, function string, need config.Need) (Deps, error
 // DynamoDB when STATE_TABLE is set (AWS_ENDPOINT_URL_DYNAMODB points it at DynamoDB Local), else
 // in memory, with an in-process rate limiter. Secrets given by *_ARN are read as in Lambda.
 // No metrics are written.
-func Local(ctx context.Context, getenv func(string) string, out io.Writer, need config.Need) (Deps, error) {
-	return build(ctx, getenv, need, false, out, nil, "refbridge")
+func Local(ctx context.Context, getenv func(string) string, out io.Writer, need config.Need, opts ...Option) (Deps, error) {
+	return build(ctx, getenv, need, false, out, nil, "refbridge", opts...)
 }
 
 func build(ctx context.Context, getenv func(string) string, need config.Need, requireTable bool,
-	out io.Writer, metrics *observe.Metrics, function string) (Deps, error) {
+	out io.Writer, metrics *observe.Metrics, function string, opts ...Option) (Deps, error) {
 	level := observe.Level(getenv("AWS_LAMBDA_LOG_LEVEL"))
 	// The SDK's own warnings (retries, checksums) go out as JSON lines too. They never hold a
 	// configured secret, and those are not known yet.
@@ -101,6 +110,10 @@ func build(ctx context.Context, getenv func(string) string, need config.Need, re
 	}
 	log := observe.NewLogger(out, observe.LogOptions{Function: function, Level: level, Secrets: secrets(cfg)})
 	d := Deps{Config: cfg, Log: log, metrics: metrics}
+	for _, o := range opts {
+		o(&d)
+	}
+	ledgerOpts := []ledger.Option{ledger.WithClock(d.now)}
 	rfOpts := []rf.Option{rf.WithLogger(log)}
 	if metrics != nil {
 		rfOpts = append(rfOpts, rfMetrics(metrics))
@@ -117,14 +130,14 @@ func build(ctx context.Context, getenv func(string) string, need config.Need, re
 			return Deps{}, err
 		}
 		rfOpts = append(rfOpts, rf.WithLimiter(bucket))
-		d.Ledger = ledger.NewDynamo(db, cfg.StateTable)
+		d.Ledger = ledger.NewDynamo(db, cfg.StateTable, ledgerOpts...)
 		d.Idempotency = idempotency.NewDynamo(db, cfg.StateTable)
 		d.Lease = lease.NewDynamo(db, cfg.StateTable)
 	case requireTable:
 		return Deps{}, ErrNoTable
 	default:
 		rfOpts = append(rfOpts, rf.WithRatePerMinute(cfg.RFRatePerMinute))
-		d.Ledger, d.Idempotency, d.Lease = ledger.NewMemory(), idempotency.NewMemory(), lease.NewMemory()
+		d.Ledger, d.Idempotency, d.Lease = ledger.NewMemory(ledgerOpts...), idempotency.NewMemory(), lease.NewMemory()
 	}
 	if d.RF, err = rf.New(cfg.RFAPIURL, cfg.RFAPIToken, rfOpts...); err != nil {
 		return Deps{}, err
@@ -132,7 +145,7 @@ func build(ctx context.Context, getenv func(string) string, need config.Need, re
 	d.Decisions = referrals.New(d.Ledger, d.RF, referrals.Settings{
 		CampaignIDs: cfg.RFCampaignIDs, Threshold: cfg.QualifyMin, Window: cfg.QualifyWindow,
 		UnmatchedRetry: cfg.UnmatchedRetry, DryRun: cfg.DryRun,
-	}, nil, log)
+	}, d.now, log)
 	if cfg.StripeAPIKey != "" {
 		d.Customers = stripecustomers.New(cfg.StripeAPIKey, "")
 		d.Decisions.WithCustomers(d.Customers)
@@ -170,6 +183,7 @@ func (d Deps) RFWebhook() *rfwebhook.Handler {
 		Retrier:     d.Decisions,
 		Once:        idempotency.New(d.Idempotency, idempotency.Config{Expiration: rfEventMemory}),
 		DryRun:      d.Config.DryRun,
+		Now:         d.now,
 		Log:         d.Log,
 		Metrics:     d.metrics,
 	}
@@ -193,6 +207,7 @@ func (d Deps) Sweep() *sweep.Handler {
 				MaxPerRecipient: d.Config.RewardMaxPerMonth,
 			},
 			DryRun: d.Config.DryRun,
+			Now:    d.now,
 			Log:    d.Log,
 		},
 	}
