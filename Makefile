@@ -15,9 +15,13 @@ rfsim:
 	$(GO) run ./cmd/rfsim -addr $(ADDR) -seed $(SEED)
 
 ## test: formatting, go vet and the whole suite with the race detector, against DynamoDB Local
-## (installed from package-lock.json and started on loopback by scripts/dynamodb-local, then stopped)
+## (installed from package-lock.json and started on loopback by scripts/dynamodb-local, then stopped);
+## then every log line the suite wrote is scanned for test secrets and unmasked emails
+TESTLOGS ?= $(CURDIR)/.testlogs
 test: fmt-check vet
-	scripts/dynamodb-local run $(GO) test -race -count=1 ./...
+	rm -rf $(TESTLOGS) && mkdir -p $(TESTLOGS)
+	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) scripts/dynamodb-local run $(GO) test -race -count=1 ./...
+	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) REFBRIDGE_SCAN_TEST_LOGS=1 $(GO) test -count=1 -run TestSuiteLogs ./shared/observe/logtest
 
 vet:
 	$(GO) vet ./...

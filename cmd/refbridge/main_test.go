@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/refbridge/refbridge/shared/config"
+	"github.com/refbridge/refbridge/shared/observe/logtest"
 	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
 	"github.com/refbridge/refbridge/shared/sweep"
@@ -48,7 +49,7 @@ func post(t *testing.T, url string, hdr map[string]string, body string) (int, []
 func TestServerRoutes(t *testing.T) {
 	sim := rfsimtest.New(t)
 	sim.SeedDemo(t)
-	d, err := wiring.Local(t.Context(), env(sim, nil), io.Discard, config.Need{RFAPIToken: true})
+	d, err := wiring.Local(t.Context(), env(sim, nil), logtest.Writer(t), config.Need{RFAPIToken: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestSweepCommand(t *testing.T) {
 	sim := rfsimtest.New(t)
 	sim.SeedDemo(t)
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"sweep", "-dry-run"}, env(sim, nil), &out, &errb); code != 0 {
+	if code := run(context.Background(), []string{"sweep", "-dry-run"}, env(sim, nil), &out, io.MultiWriter(&errb, logtest.Writer(t))); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	var sum sweep.Summary
@@ -134,7 +135,7 @@ func TestServeWithSimulatorAndSend(t *testing.T) {
 	getenv := func(k string) string {
 		return map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_local_test", "AWS_REGION": "us-east-1"}[k]
 	}
-	s, err := startServer(t.Context(), "127.0.0.1:0", true, getenv, io.Discard)
+	s, err := startServer(t.Context(), "127.0.0.1:0", true, getenv, logtest.Writer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,8 @@ func TestServeWithSimulatorAndSend(t *testing.T) {
 // canceled, every other one issued after its hold, nothing issued twice.
 func TestDemo(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(t.Context(), []string{"demo"}, func(string) string { return "" }, &out, &errb); code != 0 {
+	// -v: refbridge's logs go to stderr, and so to the suite's log scan.
+	if code := run(t.Context(), []string{"demo", "-v"}, func(string) string { return "" }, &out, io.MultiWriter(&errb, logtest.Writer(t))); code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
 	text := out.String()

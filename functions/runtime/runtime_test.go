@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/refbridge/refbridge/shared/ddbtest"
 	"github.com/refbridge/refbridge/shared/lambdaruntime"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe/logtest"
 	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
 	"github.com/refbridge/refbridge/shared/sweep"
@@ -91,6 +93,10 @@ func start(t *testing.T, fn string, env map[string]string, extra map[string]stri
 // holding no secret and no email address (every fixture's emails are @example.com).
 func checkLogs(t *testing.T, fn, logs string, secrets []string) {
 	t.Helper()
+	if logs != "" && !strings.HasSuffix(logs, "\n") {
+		logs += "\n"
+	}
+	_, _ = io.WriteString(logtest.Writer(t), logs) // and the suite's log scan reads them too
 	if strings.TrimSpace(logs) == "" {
 		t.Errorf("%s logged nothing", fn)
 	}

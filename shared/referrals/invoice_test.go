@@ -10,6 +10,7 @@ import (
 	"github.com/refbridge/refbridge/shared/config"
 	"github.com/refbridge/refbridge/shared/ddbtest"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe/logtest"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
@@ -49,7 +50,7 @@ func stores(t *testing.T, set Settings, test func(t *testing.T, f fixture)) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			test(t, fixture{svc: New(l, client, set, nil, nil), ledger: l, sim: sim})
+			test(t, fixture{svc: New(l, client, set, nil, logtest.Logger(t, "referrals")), ledger: l, sim: sim})
 		})
 	}
 }

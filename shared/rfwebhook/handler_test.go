@@ -15,6 +15,7 @@ import (
 	"github.com/refbridge/refbridge/shared/httpx"
 	"github.com/refbridge/refbridge/shared/idempotency"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe/logtest"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
 	"github.com/refbridge/refbridge/shared/rfevents"
@@ -51,15 +52,16 @@ func bothWith(t *testing.T, mod func(*Handler), test func(t *testing.T, e env)) 
 			}
 			sim := rfsimtest.New(t)
 			sim.SeedDemo(t)
-			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil),
+			log := logtest.Logger(t, "rf-webhook")
+			client, err := rf.New(sim.URL, sim.Token, rf.WithLimiter(nil), rf.WithLogger(log),
 				rf.WithRetryPolicy(rf.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, MaxRetryAfter: time.Second}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			th, _ := config.ParseThreshold("2000")
-			dec := referrals.New(l, client, referrals.Settings{Threshold: th, UnmatchedRetry: 72 * time.Hour}, nil, nil)
+			dec := referrals.New(l, client, referrals.Settings{Threshold: th, UnmatchedRetry: 72 * time.Hour}, nil, log)
 			h := &Handler{Secrets: []string{"rotated-new", secret}, Fields: rfevents.FieldNames{"code": "referral_code"},
-				CampaignIDs: []int64{1}, RF: client, Ledger: l, Retrier: dec, Once: idempotency.New(idem, idempotency.Config{})}
+				CampaignIDs: []int64{1}, RF: client, Ledger: l, Retrier: dec, Once: idempotency.New(idem, idempotency.Config{}), Log: log}
 			if mod != nil {
 				mod(h)
 			}

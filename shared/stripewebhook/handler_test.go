@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/refbridge/refbridge/shared/idempotency"
 	"github.com/refbridge/refbridge/shared/ledger"
 	"github.com/refbridge/refbridge/shared/observe"
+	"github.com/refbridge/refbridge/shared/observe/logtest"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
 	"github.com/refbridge/refbridge/shared/rfsim"
@@ -84,11 +86,12 @@ func bothWith(t *testing.T, live bool, mod func(*referrals.Settings), test func(
 			if mod != nil {
 				mod(&set)
 			}
-			dec := referrals.New(l, client, set, nil, nil)
 			logs := &syncBuffer{}
-			log := slog.New(slog.NewJSONHandler(logs, nil))
+			out := io.MultiWriter(logs, logtest.Writer(t)) // the suite's log scan reads these too
+			log := observe.NewLogger(out, observe.LogOptions{Function: "stripe-webhook", Level: slog.LevelDebug})
+			dec := referrals.New(l, client, set, nil, log)
 			h := &Handler{Secrets: []string{"whsec_rotated_new", secret}, Live: live, Decisions: dec,
-				Once: idempotency.New(idem, idempotency.Config{}), Log: log, Metrics: observe.New(logs, "stripe-webhook")}
+				Once: idempotency.New(idem, idempotency.Config{}), Log: log, Metrics: observe.New(out, "stripe-webhook")}
 			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim, logs: logs})
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/refbridge/refbridge/shared/ddbtest"
 	"github.com/refbridge/refbridge/shared/lease"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe/logtest"
 	"github.com/refbridge/refbridge/shared/ratelimit"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
@@ -59,11 +60,12 @@ func setup(t *testing.T, name string) env {
 		e.ledger, ls = ledger.NewDynamo(e.db, e.table), lease.NewDynamo(e.db, e.table)
 	}
 	e.sim.SeedDemo(t)
-	client, err := rf.New(e.sim.URL, e.sim.Token, rf.WithLimiter(nil))
+	log := logtest.Logger(t, "reward-sweep")
+	client, err := rf.New(e.sim.URL, e.sim.Token, rf.WithLimiter(nil), rf.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.s = &Sweeper{Ledger: e.ledger, RF: client, Lease: ls, Rules: Rules{Hold: 14 * 24 * time.Hour}, Now: e.clock.Now}
+	e.s = &Sweeper{Ledger: e.ledger, RF: client, Lease: ls, Rules: Rules{Hold: 14 * 24 * time.Hour}, Now: e.clock.Now, Log: log}
 	return e
 }
 
