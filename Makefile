@@ -20,7 +20,7 @@ rfsim:
 TESTLOGS ?= $(CURDIR)/.testlogs
 test: fmt-check vet
 	rm -rf $(TESTLOGS) && mkdir -p $(TESTLOGS)
-	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) scripts/dynamodb-local run $(GO) test -race -count=1 ./...
+	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 20m ./...
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) REFBRIDGE_SCAN_TEST_LOGS=1 $(GO) test -count=1 -run TestSuiteLogs ./shared/observe/logtest
 
 vet:

@@ -246,3 +246,20 @@ func TestDemo(t *testing.T) {
 		t.Log(text)
 	}
 }
+
+// A webhook secret the user configured is never printed; one serve made up for the session is.
+func TestBannerNeverPrintsAConfiguredSecret(t *testing.T) {
+	getenv := func(k string) string {
+		return map[string]string{"RF_WEBHOOK_SECRET": "users-own-webhook-secret", "AWS_REGION": "us-east-1"}[k]
+	}
+	s, err := startServer(t.Context(), "127.0.0.1:0", true, getenv, logtest.Writer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	var banner bytes.Buffer
+	s.banner(&banner)
+	if strings.Contains(banner.String(), "users-own-webhook-secret") || !strings.Contains(banner.String(), "your RF_WEBHOOK_SECRET") {
+		t.Fatalf("banner:\n%s", banner.String())
+	}
+}

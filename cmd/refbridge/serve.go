@@ -43,6 +43,10 @@ type server struct {
 	ln   net.Listener
 	deps wiring.Deps
 	sim  *localSim // nil without -rf-sim
+	// delivering says the simulator's webhooks come to this server; generated is the secret
+	// they carry when serve made it up (a secret the user configured is never printed).
+	delivering bool
+	generated  string
 }
 
 func startServer(ctx context.Context, addr string, rfSim bool, getenv func(string) string, logs io.Writer) (*server, error) {
@@ -56,7 +60,10 @@ func startServer(ctx context.Context, addr string, rfSim bool, getenv func(strin
 			ln.Close()
 			return nil, err
 		}
-		getenv = withSim(getenv, s.sim, randomSecret("local_"))
+		if getenv("RF_WEBHOOK_SECRET") == "" && getenv("RF_WEBHOOK_SECRET_ARN") == "" {
+			s.generated = randomSecret("local_")
+		}
+		getenv = withSim(getenv, s.sim, s.generated)
 	}
 	if s.deps, err = wiring.Local(ctx, getenv, logs, config.Need{RFAPIToken: true}); err != nil {
 		s.close()
@@ -67,6 +74,7 @@ func startServer(ctx context.Context, addr string, rfSim bool, getenv func(strin
 			s.close()
 			return nil, err
 		}
+		s.delivering = true
 	}
 	warnUnconfigured(s.deps.Log, s.deps)
 	return s, nil
@@ -90,7 +98,14 @@ func (s *server) banner(w io.Writer) {
 	if s.sim != nil {
 		sim := strings.TrimSuffix(s.sim.URL, "/api/v2")
 		fmt.Fprintf(w, "Referral Factory simulator on %s (token %s), demo campaign DEMO2026 (id 1)\n", s.sim.URL, s.sim.Token())
-		fmt.Fprintf(w, "  its webhooks come here with X-Webhook-Secret: RF_WEBHOOK_SECRET=%s\n", first(strings.Join(s.deps.Config.RFWebhookSecrets, ",")))
+		switch {
+		case s.delivering && s.generated != "":
+			fmt.Fprintf(w, "  its webhooks come here with X-Webhook-Secret: RF_WEBHOOK_SECRET=%s (made up for this session)\n", s.generated)
+		case s.delivering:
+			fmt.Fprintf(w, "  its webhooks come here with X-Webhook-Secret: your RF_WEBHOOK_SECRET\n")
+		default:
+			fmt.Fprintf(w, "  RF_API_URL is set: refbridge talks to that RF, not to this simulator\n")
+		}
 		fmt.Fprintf(w, "  a new lead: curl -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", s.sim.Token())
 		fmt.Fprintf(w, "    -d '{\"campaign_id\":1,\"first_name\":\"Gus\",\"email\":\"gus@example.com\",\"referrer\":{\"field\":\"code\",\"value\":\"aLiCeRef\"}}' %s/users\n", s.sim.URL)
 		fmt.Fprintf(w, "  its state: curl %s/_sim/state\n", sim)

@@ -62,7 +62,8 @@ func (s *localSim) close() {
 }
 
 // withSim overrides getenv so refbridge talks to the simulator: its URL and token unless
-// RF_API_URL is given, campaign 1 for email matching, and a webhook secret for the session.
+// RF_API_URL is given, campaign 1 for email matching, and secret (when not empty) as the
+// webhook secret of the session.
 func withSim(getenv func(string) string, sim *localSim, secret string) func(string) string {
 	override := map[string]string{}
 	if getenv("RF_API_URL") == "" {
@@ -71,7 +72,7 @@ func withSim(getenv func(string) string, sim *localSim, secret string) func(stri
 			override["RF_CAMPAIGN_IDS"] = "1"
 		}
 	}
-	if getenv("RF_WEBHOOK_SECRET") == "" && getenv("RF_WEBHOOK_SECRET_ARN") == "" {
+	if secret != "" {
 		override["RF_WEBHOOK_SECRET"] = secret
 	}
 	return func(k string) string {

@@ -94,9 +94,10 @@ func TestTemplateDeploysTheSweep(t *testing.T) {
 		t.Fatalf("no RewardSweepFunction built by the makefile: %+v", fn)
 	}
 	p := fn.Properties
-	// A node: the webhooks' reserved concurrency is an !If on a parameter.
-	if rc := p.ReservedConcurrentExecutions; rc.Tag != "!!int" || rc.Value != "1" {
-		t.Errorf("reserved concurrency %s %q, want 1", rc.Tag, rc.Value)
+	// !If [HasSweepReservedConcurrency, 1, !Ref AWS::NoValue]: one at a time unless the account's
+	// quota cannot spare it.
+	if rc := p.ReservedConcurrentExecutions; rc.Tag != "!If" || len(rc.Content) != 3 || rc.Content[0].Value != "HasSweepReservedConcurrency" || rc.Content[1].Value != "1" {
+		t.Errorf("reserved concurrency %s %v, want !If [HasSweepReservedConcurrency, 1, ...]", rc.Tag, rc.Content)
 	}
 	if p.Timeout.Tag != "!Ref" || p.Timeout.Value != "SweepTimeoutSeconds" {
 		t.Errorf("timeout %q %q, want !Ref SweepTimeoutSeconds", p.Timeout.Tag, p.Timeout.Value)

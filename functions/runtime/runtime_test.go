@@ -362,7 +362,9 @@ func loggedStartError(logs, fn, setting string) bool {
 // Lambda would otherwise kill it and report a timeout.
 func TestAnswersBeforeTheDeadline(t *testing.T) {
 	t.Parallel()
-	const short = 3 * time.Second
+	// Long enough that the functions' own margins (a tenth of the time left, up to a few
+	// seconds) are well above a loaded machine's scheduling delays.
+	const short = 6 * time.Second
 	tests := []struct {
 		name  string
 		fn    string
@@ -409,9 +411,8 @@ func TestAnswersBeforeTheDeadline(t *testing.T) {
 			} else {
 				t.Logf("answered %s after the deadline: Lambda would have reported a timeout", -margin)
 			}
-			// Generous: a loaded machine may be late; a function waiting on RF past its
-			// deadline would be a minute late.
-			if late := res.Answered.Sub(res.Deadline); late > time.Second {
+			// After the deadline, Lambda reports a timeout and the answer is lost.
+			if late := res.Answered.Sub(res.Deadline); late > 0 {
 				t.Errorf("answered %s after the deadline", late)
 			}
 			tt.check(t, res)

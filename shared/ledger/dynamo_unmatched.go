@@ -73,6 +73,31 @@ func (d *Dynamo) UnmatchedDue(ctx context.Context, now time.Time, limit int) ([]
 	return decodeWaiting(items)
 }
 
+// UnmatchedWaitingCount implements Store: a COUNT Query of gsi1's "unmatched" partition (only
+// waiting invoices have gsi1 keys), one request per 1 MB of index.
+func (d *Dynamo) UnmatchedWaitingCount(ctx context.Context) (int, error) {
+	expr, err := expression.NewBuilder().WithKeyCondition(expression.Key(attrGSI1PK).Equal(expression.Value(gsiUnmatched))).Build()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: count unmatched: %w", err)
+	}
+	in := &dynamodb.QueryInput{
+		TableName: aws.String(d.table), IndexName: aws.String(indexGSI1), Select: types.SelectCount,
+		KeyConditionExpression: expr.KeyCondition(), ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(),
+	}
+	n := 0
+	for {
+		out, err := conflictRetry(ctx, func() (*dynamodb.QueryOutput, error) { return d.db.Query(ctx, in) })
+		if err != nil {
+			return 0, fmt.Errorf("ledger: count unmatched: %w", err)
+		}
+		n += int(out.Count)
+		if len(out.LastEvaluatedKey) == 0 {
+			return n, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
 // UnmatchedFor implements Store: one Query of gsi1's "unmatched" partition with a filter on the
 // customer or the email hash. It reads every waiting invoice, a set kept small by retry expiry.
 func (d *Dynamo) UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]Unmatched, error) {

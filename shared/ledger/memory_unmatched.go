@@ -46,6 +46,12 @@ func (m *Memory) UnmatchedDue(ctx context.Context, now time.Time, limit int) ([]
 	return m.waiting(ctx, limit, func(u Unmatched) bool { return !u.NextRetryAt.After(now) })
 }
 
+// UnmatchedWaitingCount implements Store.
+func (m *Memory) UnmatchedWaitingCount(ctx context.Context) (int, error) {
+	w, err := m.waiting(ctx, 0, func(Unmatched) bool { return true })
+	return len(w), err
+}
+
 // UnmatchedFor implements Store.
 func (m *Memory) UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]Unmatched, error) {
 	if customerID == "" && emailHash == "" {

@@ -138,6 +138,9 @@ type Store interface {
 	UnmatchedInvoice(ctx context.Context, invoiceID string) (Unmatched, error)
 	// UnmatchedDue lists waiting invoices whose NextRetryAt ≤ now, soonest first, at most limit.
 	UnmatchedDue(ctx context.Context, now time.Time, limit int) ([]Unmatched, error)
+	// UnmatchedWaitingCount is how many paid invoices are waiting for a lead (the sweep reports
+	// it each run, for the "piling up" alarm). The index lags writes slightly.
+	UnmatchedWaitingCount(ctx context.Context) (int, error)
 	// UnmatchedFor lists waiting invoices of a customer or an email hash (either may be empty).
 	UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]Unmatched, error)
 	// ResolveUnmatched closes a waiting invoice as matched or expired; the same outcome again is

@@ -64,6 +64,10 @@ func testUnmatched(t *testing.T, newStore newStoreFunc) {
 	must(t, err)
 	sameTime(t, "default NextRetryAt", first.NextRetryAt, now)
 
+	// Every waiting invoice counts, due for a retry or not.
+	if n, err := s.UnmatchedWaitingCount(ctx); err != nil || n != 5 {
+		t.Errorf("UnmatchedWaitingCount = %d %v, want 5", n, err)
+	}
 	due, err := s.UnmatchedDue(ctx, now, 10)
 	must(t, err)
 	if want := []string{"in_a", "in_b", "in_c", "in_now"}; !equalIDs(invoices(due), want) {
@@ -185,4 +189,8 @@ func testUnmatchedResolution(t *testing.T, newStore newStoreFunc) {
 	wantErr(t, err, ledger.ErrInvalid)
 	_, err = s.RescheduleUnmatched(ctx, "in_1", time.Time{}, "")
 	wantErr(t, err, ledger.ErrInvalid)
+	// Resolved invoices leave the count: in_1 still waits, in_2 matched, in_3 expired.
+	if n, err := s.UnmatchedWaitingCount(ctx); err != nil || n != 1 {
+		t.Errorf("UnmatchedWaitingCount = %d %v, want 1", n, err)
+	}
 }

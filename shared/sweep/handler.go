@@ -74,6 +74,7 @@ func (h *Handler) count(ctx context.Context, sum Summary, err error) {
 		{Name: "RewardsWaiting", Value: float64(waiting)},
 		{Name: "RewardsFailed", Value: float64(sum.Failed)},
 		{Name: "UnmatchedWaiting", Value: float64(sum.UnmatchedWaiting)},
+		{Name: "UnmatchedRetryFailed", Value: float64(sum.UnmatchedRetryFailed)},
 		{Name: "UnmatchedExpired", Value: float64(sum.UnmatchedExpired)},
 		{Name: "SweepIncomplete", Value: float64(incomplete)},
 		{Name: "SweepDuration", Value: float64(sum.DurationMS), Unit: observe.UnitMilliseconds},

@@ -33,6 +33,7 @@ type Ledger interface {
 	PendingIntents(ctx context.Context, kind ledger.IntentKind) ([]ledger.Intent, error)
 	LogDecision(ctx context.Context, d ledger.Decision) error
 	UnmatchedDue(ctx context.Context, now time.Time, limit int) ([]ledger.Unmatched, error)
+	UnmatchedWaitingCount(ctx context.Context) (int, error)
 	ResolveUnmatched(ctx context.Context, invoiceID string, outcome ledger.UnmatchedStatus, reason string) (ledger.Unmatched, error)
 	RescheduleUnmatched(ctx context.Context, invoiceID string, next time.Time, reason string) (ledger.Unmatched, error)
 	SaveCheckpoint(ctx context.Context, name string, data []byte) error
@@ -122,9 +123,13 @@ type Summary struct {
 	Reconciled int `json:"reconciled"`
 	Failed     int `json:"failed"`
 
-	UnmatchedMatched int `json:"unmatched_matched"`
-	UnmatchedWaiting int `json:"unmatched_waiting"`
-	UnmatchedExpired int `json:"unmatched_expired"`
+	// The unmatched paid invoices: matched or expired by this run, how many still wait (all of
+	// them, not only those retried now), and retries that failed (RF unavailable, say: they are
+	// tried again next time, and do not fail the run).
+	UnmatchedMatched     int `json:"unmatched_matched"`
+	UnmatchedExpired     int `json:"unmatched_expired"`
+	UnmatchedWaiting     int `json:"unmatched_waiting"`
+	UnmatchedRetryFailed int `json:"unmatched_retry_failed"`
 
 	RFCalls     int64 `json:"rf_calls"`
 	RateLimited int64 `json:"rf_429s"`

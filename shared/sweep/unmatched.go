@@ -36,8 +36,8 @@ func (s *Sweeper) retryUnmatched(ctx context.Context, b budget, sum *Summary) er
 		}
 		res, err := s.Retrier.RetryUnmatched(ctx, u)
 		if err != nil {
-			sum.Failed++
-			s.logger().WarnContext(ctx, "unmatched invoice retry failed", "invoice", u.InvoiceID, "error", err.Error())
+			sum.UnmatchedRetryFailed++
+			s.logger().WarnContext(ctx, "unmatched invoice retry failed; tried again next run", "invoice", u.InvoiceID, "error", err.Error())
 			continue
 		}
 		if res.Outcome != referrals.Unmatched {
@@ -51,7 +51,11 @@ func (s *Sweeper) retryUnmatched(ctx context.Context, b budget, sum *Summary) er
 		if err != nil {
 			return fmt.Errorf("reschedule unmatched %s: %w", u.InvoiceID, err)
 		}
-		sum.UnmatchedWaiting++
 	}
+	n, err := s.Ledger.UnmatchedWaitingCount(ctx)
+	if err != nil {
+		return fmt.Errorf("count unmatched invoices: %w", err)
+	}
+	sum.UnmatchedWaiting = n
 	return nil
 }
