@@ -99,15 +99,14 @@ func TestSignupOfALeadKnownByEmailMapsTheCustomer(t *testing.T) {
 // Several deliveries find one stale attempt that RF shows no lead for: exactly one takes it over
 // and posts; the others wait (ErrInProgress) or find its lead.
 func TestSignupStaleAttemptIsTakenOverByOne(t *testing.T) {
-	set := signupSettings()
-	set.SignupStaleAfter = time.Millisecond
-	stores(t, set, func(t *testing.T, f fixture) {
+	stores(t, signupSettings(), func(t *testing.T, f fixture) {
 		ctx := context.Background()
 		target := ledger.LeadCreationTarget(1, ledger.HashEmail(fayEmail))
+		f.clock.Advance(-10 * time.Minute) // the crashed attempt began ten minutes ago
 		if _, err := f.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentCreateLead, Target: target, Ref: "crashed"}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		f.clock.Advance(10 * time.Minute)
 		var wg sync.WaitGroup
 		results := make(chan error, 6)
 		for i := range 6 {
