@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -52,6 +53,10 @@ const (
 	defaultSignupStaleAfter = 3 * time.Minute
 )
 
+// plausibleCode is what a referral code may look like: RF's are 8 letters; custom ones are
+// allowed some room. client_reference_id accepts only these characters anyway.
+var plausibleCode = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 // ErrInProgress means another delivery is creating the same lead right now (its attempt is not
 // confirmed yet, RF does not show the lead yet, and the attempt is too recent to be presumed
 // crashed): the caller answers 503 so that Stripe retries later.
@@ -95,6 +100,14 @@ func (s *Service) Signup(ctx context.Context, su stripeevents.Signup) (Result, e
 	inputs := map[string]string{"source": su.Source, "code": code, "campaign": itoa(campaign)}
 	if su.CustomerID != "" {
 		inputs["customer"] = su.CustomerID
+	}
+	if !plausibleCode.MatchString(code) {
+		// Metadata may hold anything (an email, a URL): it is not recorded, and not sent to RF
+		// as a path segment.
+		inputs["code"] = "(not a referral code)"
+		out := Result{Outcome: Unmatched, Reason: ReasonUnknownReferralCode + ": the value is not a referral code (letters, digits, - and _ only)"}
+		s.decide(ctx, subject, "referral_code", out, inputs)
+		return out, nil
 	}
 	email := rf.NormalizeEmail(su.Email)
 	if email == "" {

@@ -92,7 +92,6 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	case errors.Is(err, referrals.ErrInProgress):
 		// Expected when a customer's event and its checkout's arrive together: not an error.
 		log.InfoContext(ctx, "stripe event waits for another delivery creating the same lead", "error", err.Error())
-		h.Metrics.Count(ctx, "TransientFailure", 1)
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "another delivery is creating the same lead; retry later"}
 	case err != nil:
 		log.ErrorContext(ctx, "stripe event failed; Stripe will retry", "error", err.Error())

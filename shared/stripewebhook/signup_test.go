@@ -361,6 +361,7 @@ func TestSignupUnknownReferralCode(t *testing.T) {
 	}{
 		{"RF has no such user", "nOsUcHcD", nil, 0},
 		{"a user id is not a code", "5", nil, 0},
+		{"not a code at all (metadata holds an email)", "alice@example.com", nil, 0},
 		{"POST /users refuses the referrer", "aLiCeRef", &rfsim.Fault{Match: "POST /api/v2/users", Status: 422, Count: 1,
 			Body: `{"code":422,"message":"Validation errors in your request","errors":{"referrer":[{"field":"referrer","message":"The selected referrer is invalid."}]}}`}, 1},
 	} {
@@ -371,7 +372,10 @@ func TestSignupUnknownReferralCode(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				payload := signupEvent(t, fayCheckout, "evt_unknown_code", func(obj map[string]any) { obj["client_reference_id"] = tt.code })
+				payload := signupEvent(t, fayCheckout, "evt_unknown_code", func(obj map[string]any) {
+					obj["client_reference_id"] = nil
+					obj["metadata"] = map[string]any{"rf_referrer_code": tt.code}
+				})
 				expect(t, e, payload, "ignored", "unmatched: unknown_referral_code")
 				if n := len(creates(t, e.sim)); n != tt.posts {
 					t.Fatalf("%d POST /users, want %d", n, tt.posts)
@@ -380,7 +384,8 @@ func TestSignupUnknownReferralCode(t *testing.T) {
 					t.Fatal("a user was created")
 				}
 				d := decisions(t, e, "checkout#cs_test_RbFayCheckout01")
-				if len(d) != 1 || d[0].Outcome != "unmatched" || !strings.HasPrefix(d[0].Reason, "unknown_referral_code: ") {
+				if len(d) != 1 || d[0].Outcome != "unmatched" || !strings.HasPrefix(d[0].Reason, "unknown_referral_code: ") ||
+					strings.Contains(d[0].Inputs["code"], "@") {
 					t.Fatalf("decisions %+v", d)
 				}
 				if !metricLine(e.logs.String(), `"EventType":"checkout.session.completed"`, `"Outcome":"unmatched"`) ||
