@@ -196,3 +196,31 @@ func TestSignupCodeOfAnotherCampaign(t *testing.T) {
 		}
 	})
 }
+
+// The signup campaign's leads are matched to payments even when RF_CAMPAIGN_IDS does not list it:
+// by the email index, and by RF's search.
+func TestSignupCampaignIsMatchedLikeTheConfiguredOnes(t *testing.T) {
+	set := signupSettings()
+	set.CampaignIDs = []int64{7} // the signup campaign, 1, is not among them
+	t.Run("email index", func(t *testing.T) {
+		stores(t, set, func(t *testing.T, f fixture) {
+			erin := ledger.Lead{ID: erinID, Code: "eRiNlEad", ReferrerID: 2, CampaignID: 1, Source: ledger.SourceSignup}
+			erin.SetEmail(erinEmail)
+			if _, err := f.ledger.PutLead(context.Background(), erin); err != nil {
+				t.Fatal(err)
+			}
+			inv := invoice("in_signup_campaign", 4900)
+			inv.CustomerID = "cus_other"
+			if res := mustPay(t, f, inv, Qualified); res.Rule != RuleEmailIndex {
+				t.Fatalf("%+v", res)
+			}
+		})
+	})
+	t.Run("RF search", func(t *testing.T) {
+		stores(t, set, func(t *testing.T, f fixture) {
+			if res := mustPay(t, f, invoice("in_signup_campaign_rf", 4900), Qualified); res.Rule != RuleRFEmail {
+				t.Fatalf("%+v", res)
+			}
+		})
+	})
+}
