@@ -171,7 +171,7 @@ func TestSignupCreatesALeadOfTheCodesOwner(t *testing.T) {
 				if n := len(e.sim.Server.Calls()) - before; n != 0 {
 					t.Fatalf("the redelivery made %d RF calls", n)
 				}
-				if logs := e.logs.String(); strings.Contains(logs, tt.email) || strings.Contains(strings.ToLower(logs), `"`+tt.email) {
+				if logs := strings.ToLower(e.logs.String()); strings.Contains(logs, tt.email) {
 					t.Fatalf("an email in the logs:\n%s", logs)
 				}
 			})
