@@ -48,6 +48,9 @@ var readers = map[string][]string{
 	"RF_API_URL":      every,
 	"RF_API_TOKEN":    every,
 	"RF_CAMPAIGN_IDS": every,
+	// The signup campaign's leads are matched like RF_CAMPAIGN_IDS' leads, and rf-webhook and
+	// the sweep match waiting invoices too.
+	"RF_SIGNUP_CAMPAIGN_ID": every,
 	// Every function decides: stripe-webhook qualifies on payment, rf-webhook and the sweep
 	// process invoices that were waiting for their lead.
 	"QUALIFY_MIN_AMOUNT":   every,
@@ -59,6 +62,9 @@ var readers = map[string][]string{
 
 	"STRIPE_MODE":            {stripeWebhook},
 	"STRIPE_WEBHOOK_SECRETS": {stripeWebhook},
+	// Signup attribution (checkout.session.completed, customer.created/updated).
+	"RF_REFERRAL_METADATA_KEY": {stripeWebhook},
+	"RF_SIGNUP_NOTIFY":         {stripeWebhook},
 
 	"RF_WEBHOOK_SECRET": {rfWebhook},
 	"RF_WEBHOOK_FIELDS": {rfWebhook},
@@ -66,11 +72,6 @@ var readers = map[string][]string{
 	"REWARD_HOLD_DAYS":                   {rewardSweep},
 	"REWARD_MAX_PER_RECIPIENT_PER_MONTH": {rewardSweep},
 	"REWARD_ISSUE_ALLOW_METRICS":         {rewardSweep},
-
-	// Signup attribution (issue 8) is not in any function yet: nothing reads these but Load.
-	"RF_SIGNUP_CAMPAIGN_ID":    nil,
-	"RF_REFERRAL_METADATA_KEY": nil,
-	"RF_SIGNUP_NOTIFY":         nil,
 }
 
 // dynamoActions are the DynamoDB calls refbridge's stores make (transactions hold only puts,
@@ -378,11 +379,11 @@ func TestLeastPrivilege(t *testing.T) {
 					t.Errorf("%s is not granted %s", id, a)
 				}
 			}
-			// gsi1 holds the unmatched invoices and the pending intents: rf-webhook and the sweep
-			// read it (UnmatchedFor, UnmatchedDue, PendingIntents), stripe-webhook never does.
-			// DynamoDB Local checks no IAM, so only this test stands between a missing grant
-			// and AccessDenied in production.
-			if wantIndex := functions[id] != stripeWebhook; queriesIndex != wantIndex {
+			// gsi1 holds the unmatched invoices and the pending intents, and every function reads
+			// it: rf-webhook and stripe-webhook (a new lead's waiting invoices: UnmatchedFor), the
+			// sweep (UnmatchedDue, PendingIntents). DynamoDB Local checks no IAM, so only this
+			// test stands between a missing grant and AccessDenied in production.
+			if wantIndex := true; queriesIndex != wantIndex {
 				t.Errorf("%s may query gsi1: %v, want %v", id, queriesIndex, wantIndex)
 			}
 			if failureQueue != "" && !granted["sqs:SendMessage"] {

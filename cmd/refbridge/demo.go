@@ -90,12 +90,26 @@ reward to Alice still due; Erin (Bob's friend) joined and has not paid yet. Rewa
 	p.day(0)
 	sweepNow("refbridge is installed; its first run records what is already due")
 
-	fay, err := sim.CreateUser(rfsim.NewUser{CampaignID: 1, FirstName: "Fay", Email: "fay@example.com",
-		Referrer: &rfsim.ReferrerRef{Field: "code", Value: "aLiCeRef"}})
-	if err != nil {
-		return fmt.Errorf("create Fay in the simulator: %w", err)
+	p.step("Fay arrives with Alice's link (?ref=aLiCeRef) and subscribes through Stripe Checkout: Stripe sends\n" +
+		"   checkout.session.completed with the code in client_reference_id (events/stripe/checkout.session.completed.2024-06-20.json);\n" +
+		"   refbridge creates her lead in Referral Factory, credited to Alice")
+	p.stripe(stripeSecret, "stripe/checkout.session.completed.2024-06-20.json", func(ev map[string]any) {
+		cs := object(ev)
+		cs["customer"] = "cus_demo_fay"
+		if d, ok := cs["customer_details"].(map[string]any); ok {
+			d["name"] = "Fay"
+		}
+	})
+	var fay rfsim.User
+	for _, u := range sim.Users() {
+		if u.Email == "fay@example.com" {
+			fay = u
+		}
 	}
-	p.step("Fay joins through Alice's link; Referral Factory sends its lead-created webhook (events/rf/lead-created.json)")
+	if p.err == nil && fay.ID == 0 {
+		return errors.New("the checkout did not create Fay's lead in the simulator")
+	}
+	p.step("Referral Factory sends its lead-created webhook for her (events/rf/lead-created.json)")
 	body, err := sample("rf/lead-created.json", func(m map[string]any) { m["id"], m["referral_code"] = fay.ID, fay.Code })
 	if err != nil {
 		return err

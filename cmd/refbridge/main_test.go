@@ -188,6 +188,10 @@ func TestServeWithSimulatorAndSend(t *testing.T) {
 		{[]string{"send", "-url", base, "../../events/stripe/invoice.paid.2024-06-20.json"}, 0, "qualified"},
 		{[]string{"send", "-url", base, "../../events/stripe/invoice.paid.2024-06-20.json"}, 0, "duplicate"},
 		{[]string{"send", "-url", base, "-new-id", "../../events/stripe/invoice.paid.2024-06-20.json"}, 0, "invoice already counted"}, // a new event, the same invoice
+		// Fay checks out with Alice's code: her lead is created in the signup campaign (the
+		// first of RF_CAMPAIGN_IDS); her customer's own event then finds it known.
+		{[]string{"send", "-url", base, "../../events/stripe/checkout.session.completed.2024-06-20.json"}, 0, `"processed","reason":"created: lead`},
+		{[]string{"send", "-url", base, "../../events/stripe/customer.created.2024-06-20.json"}, 0, `"processed","reason":"already_known`},
 		{[]string{"send", "-url", base, "../../events/rf/lead-qualified.form"}, 0, "POST /rf/webhook/lead-qualified → 200"},
 		{[]string{"send", "-url", base, "../../events/sweep/dry-run.json"}, 0, `"dry_run":true`},
 		{[]string{"send", "-url", base, "../../go.mod"}, 2, ""},
@@ -217,6 +221,7 @@ func TestDemo(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []string{
+		"POST /stripe/webhook → 200 processed: created: lead 6 created in campaign 1, credited to referrer 1",
 		"POST /rf/webhook/lead-created → 200 processed",
 		"POST /stripe/webhook → 200 processed: qualified",
 		"POST /stripe/webhook → 200 processed: unqualified",

@@ -231,6 +231,21 @@ func TestStripeWebhook(t *testing.T) {
 	if a := call(t, rt, stripeEvent(t, paid, "whsec_someone_else"), timeout); a.Status != 400 || a.Body.Error == "" {
 		t.Fatalf("bad signature: %d %+v", a.Status, a.Body)
 	}
+	// Fay checks out with Alice's code: her lead is created in the signup campaign (the first
+	// of RF_CAMPAIGN_IDS, no RF_SIGNUP_CAMPAIGN_ID set), credited to Alice (user 1).
+	checkout := fixture(t, "stripe", "checkout.session.completed.2024-06-20.json")
+	if a := call(t, rt, stripeEvent(t, checkout, stripeSecret), timeout); a.Status != 200 || !strings.HasPrefix(a.Body.Reason, "created") {
+		t.Fatalf("checkout.session.completed: %d %+v", a.Status, a.Body)
+	}
+	var fay rfsim.User
+	for _, u := range w.sim.Server.Users() {
+		if u.Email == "fay@example.com" {
+			fay = u
+		}
+	}
+	if fay.Type != "person_invited" || fay.ReferrerID == nil || *fay.ReferrerID != 1 || fay.CampaignID != 1 {
+		t.Fatalf("Fay in RF: %+v", fay)
+	}
 }
 
 func TestRFWebhook(t *testing.T) {

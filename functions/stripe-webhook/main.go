@@ -1,6 +1,7 @@
-// Command stripe-webhook is the Lambda behind the Stripe webhook's Function URL: Stripe
-// invoice.paid → the referred lead qualified in Referral Factory, once; refunds and disputes
-// reverse it. It only wires; the logic is in shared/.
+// Command stripe-webhook is the Lambda behind the Stripe webhook's Function URL: a checkout or
+// customer carrying a referral code → a Referral Factory lead of its referrer; invoice.paid → the
+// referred lead qualified, once; refunds and disputes reverse it. It only wires; the logic is in
+// shared/.
 package main
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -273,7 +274,7 @@ func (s *Service) match(ctx context.Context, inv stripeevents.Invoice) (ledger.L
 	if lead, ok := s.inCampaigns(leads); ok {
 		return lead, RuleEmailIndex, nil
 	}
-	for _, campaign := range s.set.CampaignIDs {
+	for _, campaign := range s.campaigns() {
 		users, err := s.rf.FindUsersByEmail(ctx, campaign, email)
 		if err != nil {
 			return ledger.Lead{}, "", err
@@ -288,7 +289,8 @@ func (s *Service) match(ctx context.Context, inv stripeevents.Invoice) (ledger.L
 	return ledger.Lead{}, "", fmt.Errorf("%w: not a lead by metadata, customer or email in any configured campaign", errNoMatch)
 }
 
-// inCampaigns picks the lead of the first configured campaign (any, when none is configured).
+// inCampaigns picks the lead of the first configured campaign (any, when RF_CAMPAIGN_IDS is
+// empty).
 func (s *Service) inCampaigns(leads []ledger.Lead) (ledger.Lead, bool) {
 	if len(s.set.CampaignIDs) == 0 {
 		for _, l := range leads {
@@ -297,7 +299,7 @@ func (s *Service) inCampaigns(leads []ledger.Lead) (ledger.Lead, bool) {
 			}
 		}
 	}
-	for _, c := range s.set.CampaignIDs {
+	for _, c := range s.campaigns() {
 		for _, l := range leads {
 			if l.CampaignID == c && l.ReferrerID != 0 {
 				return l, true
@@ -368,6 +370,17 @@ func (s *Service) unmatched(ctx context.Context, inv stripeevents.Invoice, paidA
 	out := Result{Outcome: Unmatched, Reason: "not referred: " + strings.TrimPrefix(why.Error(), errNoMatch.Error()+": ")}
 	s.decide(ctx, "invoice#"+inv.ID, "match", out, map[string]string{"customer": inv.CustomerID})
 	return out, nil
+}
+
+// campaigns are the campaigns whose leads pay through Stripe: RF_CAMPAIGN_IDS, and the signup
+// campaign, whose leads refbridge creates itself (a RF_SIGNUP_CAMPAIGN_ID outside
+// RF_CAMPAIGN_IDS must not leave them unmatched).
+func (s *Service) campaigns() []int64 {
+	c := s.set.CampaignIDs
+	if s.set.SignupCampaignID > 0 && !slices.Contains(c, s.set.SignupCampaignID) {
+		c = append(slices.Clip(c), s.set.SignupCampaignID)
+	}
+	return c
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

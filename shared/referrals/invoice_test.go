@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,13 @@ type fixture struct {
 	svc    *Service
 	ledger ledger.Store
 	sim    *rfsimtest.Sim
+	clock  *testClock // the ledger's and the decisions' clock: the real time, moved by Advance
 }
+
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // stores runs a test with the memory ledger and the DynamoDB ledger, each against a fresh
 // simulator seeded with the demo campaign.
@@ -38,10 +45,11 @@ func stores(t *testing.T, set Settings, test func(t *testing.T, f fixture)) {
 	for _, name := range []string{"memory", "dynamodb"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			var l ledger.Store = ledger.NewMemory()
+			clock := &testClock{}
+			var l ledger.Store = ledger.NewMemory(ledger.WithClock(clock.Now))
 			if name == "dynamodb" {
 				db, table := ddbtest.Table(t)
-				l = ledger.NewDynamo(db, table)
+				l = ledger.NewDynamo(db, table, ledger.WithClock(clock.Now))
 			}
 			sim := rfsimtest.New(t)
 			sim.SeedDemo(t)
@@ -50,7 +58,7 @@ func stores(t *testing.T, set Settings, test func(t *testing.T, f fixture)) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			test(t, fixture{svc: New(l, client, set, nil, logtest.Logger(t, "referrals")), ledger: l, sim: sim})
+			test(t, fixture{svc: New(l, client, set, clock.Now, logtest.Logger(t, "referrals")), ledger: l, sim: sim, clock: clock})
 		})
 	}
 }

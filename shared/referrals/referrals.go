@@ -1,7 +1,8 @@
-// Package referrals holds refbridge's decisions about Stripe payments: which Referral Factory
+// Package referrals holds refbridge's decisions about Stripe events: which Referral Factory
 // lead a paid invoice belongs to (the matching chain of PRODUCT.md), whether it counts, and
-// when the lead qualifies. It acts only through the ledger and the RF client interfaces below;
-// it knows nothing of HTTP, Lambda or the AWS SDK.
+// when the lead qualifies; how refunds and disputes reverse it; and how a new customer carrying
+// a referral code becomes an RF lead of its referrer (signup.go). It acts only through the
+// ledger and the RF client interfaces below; it knows nothing of HTTP, Lambda or the AWS SDK.
 package referrals
 
 import (
@@ -35,8 +36,10 @@ type Ledger interface {
 	LeadByCharge(ctx context.Context, chargeID string) (ledger.Lead, error)
 	ApplyChargeRefunded(ctx context.Context, r ledger.ChargeRefund) (ledger.Spend, int64, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
+	TakeOverIntent(ctx context.Context, kind ledger.IntentKind, target string, seenAttempts int, staleBefore time.Time) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
 	RecordUnmatched(ctx context.Context, u ledger.Unmatched) (ledger.Unmatched, error)
+	UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]ledger.Unmatched, error)
 	ResolveUnmatched(ctx context.Context, invoiceID string, outcome ledger.UnmatchedStatus, reason string) (ledger.Unmatched, error)
 	LogDecision(ctx context.Context, d ledger.Decision) error
 }
@@ -46,6 +49,7 @@ type RF interface {
 	GetUser(ctx context.Context, identifier string, with ...string) (rf.User, error)
 	FindUsersByEmail(ctx context.Context, campaignID int64, email string) ([]rf.User, error)
 	SetQualification(ctx context.Context, ref rf.UserRef, qualified bool) (rf.User, error)
+	CreateUser(ctx context.Context, in rf.CreateUserInput) (rf.User, error)
 }
 
 // Customers reads and writes Stripe customer metadata (only when STRIPE_API_KEY is set).
@@ -62,6 +66,17 @@ type Settings struct {
 	Window         time.Duration // 0 = no limit
 	UnmatchedRetry time.Duration
 	DryRun         bool
+
+	// Signup attribution (Signup). SignupCampaignID is the campaign leads are created in
+	// (RF_SIGNUP_CAMPAIGN_ID; config defaults it to the first of RF_CAMPAIGN_IDS); 0 turns
+	// attribution off, with that reason. Its leads' payments are matched like those of
+	// CampaignIDs.
+	SignupCampaignID    int64
+	ReferralMetadataKey string // RF_REFERRAL_METADATA_KEY; "" is DefaultReferralMetadataKey
+	SignupNotify        bool   // RF_SIGNUP_NOTIFY: RF sends its welcome email to the new lead
+	// SignupStaleAfter is how old an unconfirmed POST /users must be before a delivery that
+	// cannot find its lead in RF posts again (0: 3 minutes).
+	SignupStaleAfter time.Duration
 }
 
 // Service makes the decisions.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // ref is an expandable Stripe field: an id string, an object with an id, or null.
@@ -196,20 +197,43 @@ func DecodeDispute(raw json.RawMessage) (Dispute, error) {
 }
 
 // Signup is a new customer that may carry a referral code: a completed checkout session or a
-// created/updated customer.
+// created/updated customer. Only what attribution needs is read, and none of these fields
+// differs between API versions 2024-06-20 and 2025-03-31.basil (or later: newer versions add
+// customer_details.individual_name/business_name beside name, and keep name).
 type Signup struct {
-	Source            string // "checkout.session" or "customer"
-	ID                string // the session or customer id
-	CustomerID        string
-	Email             string
-	Name              string
+	Source     string // ObjectCheckoutSession or ObjectCustomer
+	ID         string // the session or customer id
+	CustomerID string // "" for a checkout that created no customer (payment mode, customer_creation if_required)
+	Email      string // as Stripe has it: callers normalise it
+	Name       string
+	// ClientReferenceID is the checkout session's client_reference_id (empty for a customer).
 	ClientReferenceID string
 	Metadata          map[string]string
 	Livemode          bool
 }
 
-// DecodeSignup reads a checkout session or a customer.
-func DecodeSignup(raw json.RawMessage) (Signup, error) {
+// The objects a Signup is read from.
+const (
+	ObjectCheckoutSession = "checkout.session"
+	ObjectCustomer        = "customer"
+)
+
+// DecodeCheckoutSession reads the session of checkout.session.completed: the email and name
+// from customer_details (what the buyer typed), else customer_email (what the integration
+// passed in), the customer, client_reference_id and metadata.
+func DecodeCheckoutSession(raw json.RawMessage) (Signup, error) {
+	return decodeSignup(raw, ObjectCheckoutSession)
+}
+
+// DecodeCustomer reads the customer of customer.created and customer.updated.
+func DecodeCustomer(raw json.RawMessage) (Signup, error) {
+	return decodeSignup(raw, ObjectCustomer)
+}
+
+// DecodeSignup reads a checkout session or a customer, whichever data.object is.
+func DecodeSignup(raw json.RawMessage) (Signup, error) { return decodeSignup(raw, "") }
+
+func decodeSignup(raw json.RawMessage, want string) (Signup, error) {
 	var w struct {
 		Object            string            `json:"object"`
 		ID                string            `json:"id"`
@@ -228,11 +252,14 @@ func DecodeSignup(raw json.RawMessage) (Signup, error) {
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return Signup{}, fmt.Errorf("%w: signup: %v", ErrMalformed, err)
 	}
+	if want != "" && w.Object != want {
+		return Signup{}, fmt.Errorf("%w: data.object is not a %s", ErrMalformed, want)
+	}
 	s := Signup{Source: w.Object, ID: w.ID, Metadata: w.Metadata, Livemode: w.Livemode}
 	switch w.Object {
-	case "checkout.session":
+	case ObjectCheckoutSession:
 		s.CustomerID = string(w.Customer)
-		s.ClientReferenceID = deref(w.ClientReferenceID)
+		s.ClientReferenceID = strings.TrimSpace(deref(w.ClientReferenceID))
 		s.Email = deref(w.CustomerEmail)
 		if d := w.CustomerDetails; d != nil {
 			if e := deref(d.Email); e != "" {
@@ -240,7 +267,7 @@ func DecodeSignup(raw json.RawMessage) (Signup, error) {
 			}
 			s.Name = deref(d.Name)
 		}
-	case "customer":
+	case ObjectCustomer:
 		s.CustomerID, s.Email, s.Name = w.ID, deref(w.Email), deref(w.Name)
 	default:
 		return Signup{}, fmt.Errorf("%w: data.object is neither a checkout session nor a customer", ErrMalformed)

@@ -1,9 +1,11 @@
 package stripeevents
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -117,13 +119,56 @@ func TestDecodeOthers(t *testing.T) {
 			t.Errorf("%s: %+v %v", file, d, err)
 		}
 	}
-	cs, err := DecodeSignup(objectOf(t, "checkout.session.completed.2024-06-20.json"))
-	if err != nil || cs.ClientReferenceID != "aLiCeRef" || cs.Email != "Fay@Example.com" || cs.Name != "Fay Lin" || cs.CustomerID != "cus_RbFayDemo00001" {
-		t.Errorf("checkout %+v %v", cs, err)
+}
+
+// TestDecodeSignups reads every signup fixture, of both API versions: the fields attribution
+// reads are the same in 2024-06-20 and 2025-03-31.basil.
+func TestDecodeSignups(t *testing.T) {
+	tests := []struct {
+		file   string
+		decode func(json.RawMessage) (Signup, error)
+		want   Signup
+	}{
+		{"checkout.session.completed.2024-06-20.json", DecodeCheckoutSession, Signup{Source: ObjectCheckoutSession,
+			ID: "cs_test_RbFayCheckout01", CustomerID: "cus_RbFayDemo00001", Email: "Fay@Example.com", Name: "Fay Lin",
+			ClientReferenceID: "aLiCeRef"}},
+		{"checkout.session.completed.metadata.2025-03-31.basil.json", DecodeCheckoutSession, Signup{Source: ObjectCheckoutSession,
+			ID: "cs_test_RbHanaCheckout01", CustomerID: "cus_RbHanaDemo00001", Email: "hana@example.com", Name: "Hana Ito",
+			Metadata: map[string]string{"rf_referrer_code": "bObbYRef"}}},
+		{"customer.created.2024-06-20.json", DecodeCustomer, Signup{Source: ObjectCustomer, ID: "cus_RbFayDemo00001",
+			CustomerID: "cus_RbFayDemo00001", Email: "fay@example.com", Name: "Fay Lin", Metadata: map[string]string{"rf_referrer_code": "aLiCeRef"}}},
+		{"customer.created.2025-03-31.basil.json", DecodeCustomer, Signup{Source: ObjectCustomer, ID: "cus_RbGusDemo00001",
+			CustomerID: "cus_RbGusDemo00001", Email: "gus@example.com", Name: "Gus Park", Metadata: map[string]string{"rf_referrer_code": "cArOlRef"}}},
+		{"customer.updated.2024-06-20.json", DecodeCustomer, Signup{Source: ObjectCustomer, ID: "cus_RbIvanDemo00001",
+			CustomerID: "cus_RbIvanDemo00001", Email: "ivan@example.com", Name: "Ivan Kos", Metadata: map[string]string{"rf_referrer_code": "cArOlRef"}}},
 	}
-	cu, err := DecodeSignup(objectOf(t, "customer.created.2025-03-31.basil.json"))
-	if err != nil || cu.Metadata["rf_referrer_code"] != "cArOlRef" || cu.Email != "gus@example.com" || cu.CustomerID != "cus_RbGusDemo00001" {
-		t.Errorf("customer %+v %v", cu, err)
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			got, err := tt.decode(objectOf(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tt.want.Metadata) == 0 && len(got.Metadata) == 0 {
+				got.Metadata = nil
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("decoded %+v\nwant    %+v", got, tt.want)
+			}
+			if generic, err := DecodeSignup(objectOf(t, tt.file)); err != nil || generic.ID != tt.want.ID {
+				t.Errorf("DecodeSignup: %+v %v", generic, err)
+			}
+		})
+	}
+	// Stripe may expand customer; customer_email stands in when customer_details has no email;
+	// a null client_reference_id, name or email reads as "".
+	s, err := DecodeCheckoutSession([]byte(`{"object":"checkout.session","id":"cs_1","customer":{"id":"cus_9","object":"customer"},
+		"customer_email":"pre@example.com","customer_details":{"email":null,"name":null},"client_reference_id":"  aLiCeRef  "}`))
+	if err != nil || s.CustomerID != "cus_9" || s.Email != "pre@example.com" || s.Name != "" || s.ClientReferenceID != "aLiCeRef" {
+		t.Errorf("expanded: %+v %v", s, err)
+	}
+	s, err = DecodeCheckoutSession([]byte(`{"object":"checkout.session","id":"cs_2","customer":null,"client_reference_id":null,"customer_details":null}`))
+	if err != nil || s.CustomerID != "" || s.Email != "" || s.ClientReferenceID != "" {
+		t.Errorf("guest checkout: %+v %v", s, err)
 	}
 }
 
@@ -147,6 +192,16 @@ func TestDecodeRejectsOtherObjects(t *testing.T) {
 	}
 	if _, err := DecodeSignup(charge); !errors.Is(err, ErrMalformed) {
 		t.Errorf("signup from a charge: %v", err)
+	}
+	// The object must be the one the event type names.
+	if _, err := DecodeCustomer(objectOf(t, "checkout.session.completed.2024-06-20.json")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("customer from a checkout session: %v", err)
+	}
+	if _, err := DecodeCheckoutSession(objectOf(t, "customer.created.2024-06-20.json")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("checkout session from a customer: %v", err)
+	}
+	if _, err := DecodeCustomer([]byte(`{"object":"customer","id":""}`)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("customer without an id: %v", err)
 	}
 	if _, err := DecodeCharge([]byte(`{"object":"charge","id":"ch_1","customer":{"id":"cus_9"},"amount":"x"}`)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("bad amount: %v", err)

@@ -1,6 +1,7 @@
 // Package stripewebhook is the stripe-webhook function's handler: it verifies a Stripe delivery,
 // ignores what refbridge does not handle, runs each event once (idempotency on the event id)
-// and hands it to the referral decisions, then answers with the HTTP contract's outcome.
+// and hands it to the referral decisions (payments, refunds and disputes; signups carrying a
+// referral code), then answers with the HTTP contract's outcome.
 package stripewebhook
 
 import (
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/httpx"
@@ -23,6 +25,7 @@ type Decisions interface {
 	ChargeRefunded(ctx context.Context, ch stripeevents.Charge, at time.Time) (referrals.Result, error)
 	DisputeCreated(ctx context.Context, d stripeevents.Dispute, at time.Time) (referrals.Result, error)
 	DisputeClosed(ctx context.Context, d stripeevents.Dispute, at time.Time) (referrals.Result, error)
+	Signup(ctx context.Context, s stripeevents.Signup) (referrals.Result, error)
 }
 
 // Once runs work once per key (the idempotency runner).
@@ -86,6 +89,10 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "the same event is being processed; retry later"}
 	case errors.Is(err, idempotency.ErrPayloadMismatch):
 		return httpx.Outcome{Kind: httpx.Invalid, Reason: "event id reused with a different body"}
+	case errors.Is(err, referrals.ErrInProgress):
+		// Expected when a customer's event and its checkout's arrive together: not an error.
+		log.InfoContext(ctx, "stripe event waits for another delivery creating the same lead", "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "another delivery is creating the same lead; retry later"}
 	case err != nil:
 		log.ErrorContext(ctx, "stripe event failed; Stripe will retry", "error", err.Error())
 		h.Metrics.Count(ctx, "TransientFailure", 1)
@@ -101,12 +108,15 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		outcome = "duplicate"
 	}
 	h.Metrics.Count(ctx, "Events", 1, observe.Dimension{Name: "EventType", Value: ev.Type}, observe.Dimension{Name: "Outcome", Value: outcome})
+	if why := notAttributed(ev.Type, s); why != "" && !res.Replayed {
+		h.Metrics.Count(ctx, "SignupNotAttributed", 1, observe.Dimension{Name: "Reason", Value: why})
+	}
 	if res.Replayed {
 		return httpx.Outcome{Kind: httpx.Duplicate, Reason: "event already processed: " + s.Outcome}
 	}
 	kind := httpx.Processed
 	switch referrals.Outcome(s.Outcome) {
-	case referrals.Ignored, referrals.Unmatched:
+	case referrals.Ignored, referrals.Unmatched, referrals.Refused:
 		kind = httpx.Ignored
 	case referrals.Duplicate:
 		kind = httpx.Duplicate
@@ -115,6 +125,23 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 }
 
 var errUnhandled = errors.New("event type not handled")
+
+// notAttributed is the reason a signup carrying a referral code was not attributed
+// (existing_referrer, self_referral, unknown_referral_code), "" for anything else: operators
+// watch these apart from Events, whose Outcome says only refused or unmatched.
+func notAttributed(eventType string, s stored) string {
+	switch eventType {
+	case stripeevents.TypeCheckoutSessionComplete, stripeevents.TypeCustomerCreated, stripeevents.TypeCustomerUpdated:
+	default:
+		return ""
+	}
+	switch referrals.Outcome(s.Outcome) {
+	case referrals.Refused, referrals.Unmatched:
+		why, _, _ := strings.Cut(s.Reason, ":")
+		return why
+	}
+	return ""
+}
 
 // decision decodes the event's object for its type (before any state is touched, so a malformed
 // body changes nothing) and returns the decision to run once.
@@ -139,6 +166,16 @@ func (h *Handler) decision(ev stripeevents.Event) (func(context.Context) (referr
 		d, err := stripeevents.DecodeDispute(ev.Object)
 		return func(ctx context.Context) (referrals.Result, error) {
 			return h.Decisions.DisputeClosed(ctx, d, ev.Created)
+		}, err
+	case stripeevents.TypeCheckoutSessionComplete:
+		s, err := stripeevents.DecodeCheckoutSession(ev.Object)
+		return func(ctx context.Context) (referrals.Result, error) {
+			return h.Decisions.Signup(ctx, s)
+		}, err
+	case stripeevents.TypeCustomerCreated, stripeevents.TypeCustomerUpdated:
+		s, err := stripeevents.DecodeCustomer(ev.Object)
+		return func(ctx context.Context) (referrals.Result, error) {
+			return h.Decisions.Signup(ctx, s)
 		}, err
 	}
 	return nil, errUnhandled

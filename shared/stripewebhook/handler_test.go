@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,15 @@ type env struct {
 	ledger ledger.Store
 	sim    *rfsimtest.Sim
 	logs   *syncBuffer
+	client *rf.Client // the decisions' RF client (the full loop builds a sweep on it)
+	clock  *shiftedClock
 }
+
+// shiftedClock is the decisions' clock: the real time, moved forward by Advance.
+type shiftedClock struct{ offset atomic.Int64 }
+
+func (c *shiftedClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *shiftedClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // syncBuffer collects log lines from concurrent deliveries.
 type syncBuffer struct {
@@ -82,17 +91,18 @@ func bothWith(t *testing.T, live bool, mod func(*referrals.Settings), test func(
 				t.Fatal(err)
 			}
 			th, _ := config.ParseThreshold("2000")
-			set := referrals.Settings{CampaignIDs: []int64{1}, Threshold: th, UnmatchedRetry: 72 * time.Hour}
+			set := referrals.Settings{CampaignIDs: []int64{1}, SignupCampaignID: 1, Threshold: th, UnmatchedRetry: 72 * time.Hour}
 			if mod != nil {
 				mod(&set)
 			}
 			logs := &syncBuffer{}
 			out := io.MultiWriter(logs, logtest.Writer(t)) // the suite's log scan reads these too
 			log := observe.NewLogger(out, observe.LogOptions{Function: "stripe-webhook", Level: slog.LevelDebug})
-			dec := referrals.New(l, client, set, nil, log)
+			clock := &shiftedClock{}
+			dec := referrals.New(l, client, set, clock.Now, log)
 			h := &Handler{Secrets: []string{"whsec_rotated_new", secret}, Live: live, Decisions: dec,
 				Once: idempotency.New(idem, idempotency.Config{}), Log: log, Metrics: observe.New(out, "stripe-webhook")}
-			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim, logs: logs})
+			test(t, env{invoke: httpx.FunctionURL(h), ledger: l, sim: sim, logs: logs, client: client, clock: clock})
 		})
 	}
 }

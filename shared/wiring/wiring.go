@@ -145,6 +145,7 @@ func build(ctx context.Context, getenv func(string) string, need config.Need, re
 	d.Decisions = referrals.New(d.Ledger, d.RF, referrals.Settings{
 		CampaignIDs: cfg.RFCampaignIDs, Threshold: cfg.QualifyMin, Window: cfg.QualifyWindow,
 		UnmatchedRetry: cfg.UnmatchedRetry, DryRun: cfg.DryRun,
+		SignupCampaignID: cfg.SignupCampaignID, ReferralMetadataKey: cfg.ReferralMetadataKey, SignupNotify: cfg.SignupNotify,
 	}, d.now, log)
 	if cfg.StripeAPIKey != "" {
 		d.Customers = stripecustomers.New(cfg.StripeAPIKey, "")
