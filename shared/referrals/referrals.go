@@ -27,7 +27,7 @@ type Ledger interface {
 	SpendOf(ctx context.Context, leadID int64) (ledger.Spend, error)
 	InvoiceCounted(ctx context.Context, invoiceID string) (bool, error)
 	Qualify(ctx context.Context, q ledger.Qualification) (ledger.Qualification, error)
-	Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (ledger.Qualification, error)
+	Reverse(ctx context.Context, ref ledger.QualificationRef, at time.Time, reason string) (ledger.Qualification, error)
 	LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
 	StandingQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
 	DueRewardRecord(ctx context.Context, id int64) (ledger.DueReward, error)

@@ -260,7 +260,7 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 			return Result{}, fmt.Errorf("unqualify lead %d: confirm intent: %w", lead.ID, err)
 		}
 	}
-	if _, err := s.ledger.Reverse(ctx, lead.ID, s.now(), reason); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := s.ledger.Reverse(ctx, q.Ref(), s.now(), reason); err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return Result{}, fmt.Errorf("unqualify lead %d: record: %w", lead.ID, err)
 	}
 	out.Outcome, out.Reason = Unqualified, reason
