@@ -36,6 +36,7 @@ type Ledger interface {
 	ApplyChargeRefunded(ctx context.Context, r ledger.ChargeRefund) (ledger.Spend, int64, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
+	IntentOf(ctx context.Context, kind ledger.IntentKind, target string) (ledger.Intent, error)
 	RecordUnmatched(ctx context.Context, u ledger.Unmatched) (ledger.Unmatched, error)
 	ResolveUnmatched(ctx context.Context, invoiceID string, outcome ledger.UnmatchedStatus, reason string) (ledger.Unmatched, error)
 	LogDecision(ctx context.Context, d ledger.Decision) error
