@@ -232,16 +232,9 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 		return out, nil
 	}
 	if q.Standing() {
-		rev, err := s.ledger.Reverse(ctx, q.Ref(), s.now(), reason)
-		switch {
-		case err == nil:
-			q = rev
-		case errors.Is(err, ledger.ErrNotFound) && rev.Ref() == q.Ref():
-			// A concurrent delivery reversed it first: what it backs is read as that reversal
-			// left it, and the unqualify intent keeps the two of us from both calling RF.
-			q = rev
-		default:
-			// Gone, or another generation since the read: the sender's retry reads again.
+		// Refused when another delivery reversed this generation since the read (and a won
+		// dispute may have qualified the next): the sender's retry reads again, and finds it.
+		if q, err = s.ledger.Reverse(ctx, q.Ref(), s.now(), reason); err != nil {
 			return Result{}, fmt.Errorf("unqualify lead %d: record: %w", lead.ID, err)
 		}
 	}
