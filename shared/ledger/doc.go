@@ -19,7 +19,9 @@
 //   - an effect intent is begun once per (kind, target): a second Begin while it is pending says
 //     "a previous attempt may have reached RF, reconcile first" instead of letting the caller
 //     call again, and changes nothing; after reconciling, exactly one caller can take over a
-//     stale attempt (TakeOverIntent).
+//     stale attempt (TakeOverIntent);
+//   - an issue begun with BeginIntentIfStanding and the Reverse of its qualification serialise:
+//     either the intent exists before the reversal, or the begin is refused.
 //
 // Two implementations share one contract, the suite in store_test.go (runContract): Dynamo, used
 // in Lambda, and Memory, the embedded default for local runs when STATE_TABLE is unset.

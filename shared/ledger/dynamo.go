@@ -270,6 +270,22 @@ func (d *Dynamo) txUpdate(t *txn, k key, upd expression.UpdateBuilder, cond *exp
 	return len(t.items) - 1
 }
 
+// txCheck adds a ConditionCheck: the item must meet cond for the transaction to be written.
+func (d *Dynamo) txCheck(t *txn, k key, cond expression.ConditionBuilder) int {
+	expr, err := expression.NewBuilder().WithCondition(cond).Build()
+	if err != nil {
+		t.err = errors.Join(t.err, fmt.Errorf("build condition: %w", err))
+		return -1
+	}
+	t.items = append(t.items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+		TableName: aws.String(d.table), Key: k.av(),
+		ConditionExpression: expr.Condition(), ExpressionAttributeNames: expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}})
+	return len(t.items) - 1
+}
+
 func (d *Dynamo) txDelete(t *txn, k key, cond expression.ConditionBuilder) int {
 	expr, err := expression.NewBuilder().WithCondition(cond).Build()
 	if err != nil {

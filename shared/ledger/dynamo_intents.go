@@ -19,20 +19,7 @@ func (d *Dynamo) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	if !in.Kind.valid() || in.Target == "" {
 		return Intent{}, fmt.Errorf("ledger: begin intent %q %q: %w", in.Kind, in.Target, ErrInvalid)
 	}
-	ts := formatTS(d.cfg.clock())
-	upd := set(attrType, typeIntent).
-		Set(expression.Name("kind"), expression.Value(string(in.Kind))).
-		Set(expression.Name("target"), expression.Value(in.Target)).
-		Set(expression.Name("ref"), ifAbsent("ref", in.Ref)).
-		Set(expression.Name("status"), expression.Value(string(IntentPending))).
-		Add(expression.Name("attempts"), expression.Value(1)).
-		Set(expression.Name("created_at"), ifAbsent("created_at", ts)).
-		Set(expression.Name("attempted_at"), expression.Value(ts)).
-		Remove(expression.Name("finished_at")).
-		// Pending intents are listed for reconciliation through gsi1, oldest attempt first.
-		Set(expression.Name(attrGSI1PK), expression.Value(intentPendingPK(in.Kind))).
-		Set(expression.Name(attrGSI1SK), expression.Value(intentPendingSK(ts, in.Target)))
-	cond := notExists().Or(eq("status", string(IntentFailed)))
+	upd, cond := beginWrite(in, formatTS(d.cfg.clock()))
 	av, err := d.update(ctx, intentKey(in.Kind, in.Target), upd, &cond, types.ReturnValueAllNew)
 	if old, failed := conditionFailed(err); failed {
 		cur, derr := decodeItem(old, intentItem.intent)
@@ -47,6 +34,81 @@ func (d *Dynamo) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	it, err := decodeItem(av, intentItem.intent)
 	if err != nil {
 		return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, err)
+	}
+	return it, nil
+}
+
+// beginWrite is BeginIntent's update of the intent item at time ts, and its condition: absent
+// or failed.
+func beginWrite(in Intent, ts string) (expression.UpdateBuilder, expression.ConditionBuilder) {
+	upd := set(attrType, typeIntent).
+		Set(expression.Name("kind"), expression.Value(string(in.Kind))).
+		Set(expression.Name("target"), expression.Value(in.Target)).
+		Set(expression.Name("ref"), ifAbsent("ref", in.Ref)).
+		Set(expression.Name("status"), expression.Value(string(IntentPending))).
+		Add(expression.Name("attempts"), expression.Value(1)).
+		Set(expression.Name("created_at"), ifAbsent("created_at", ts)).
+		Set(expression.Name("attempted_at"), expression.Value(ts)).
+		Remove(expression.Name("finished_at")).
+		// Pending intents are listed for reconciliation through gsi1, oldest attempt first.
+		Set(expression.Name(attrGSI1PK), expression.Value(intentPendingPK(in.Kind))).
+		Set(expression.Name(attrGSI1SK), expression.Value(intentPendingSK(ts, in.Target)))
+	return upd, notExists().Or(eq("status", string(IntentFailed)))
+}
+
+// BeginIntentIfStanding implements Store: one TransactWriteItems of BeginIntent's update of the
+// intent (same condition) and a ConditionCheck on the qualification item (it exists and has no
+// reversed_at), then one consistent GetItem of the intent (a transaction returns no values).
+// Reverse writes the same qualification item in its own transaction, so DynamoDB serialises the
+// two: either the intent is begun before the reversal (and the reversal flow, reading the intent
+// after it, sees it), or the reversal comes first and the condition check cancels the begin.
+// A failed condition's ALL_OLD item tells which: the intent pending or done (as BeginIntent
+// answers, first: the effect may already be under way), or the qualification reversed
+// (ErrQualificationReversed) or missing (ErrNotFound).
+func (d *Dynamo) BeginIntentIfStanding(ctx context.Context, in Intent, ref QualificationRef) (Intent, error) {
+	what, err := validBeginIfStanding(in, ref)
+	if err != nil {
+		return Intent{}, err
+	}
+	upd, cond := beginWrite(in, formatTS(d.cfg.clock()))
+	t := &txn{}
+	intentAt := d.txUpdate(t, intentKey(in.Kind, in.Target), upd, &cond)
+	standing := exists().And(expression.AttributeNotExists(expression.Name("reversed_at")))
+	qualAt := d.txCheck(t, qualKey(ref.LeadID, ref.Seq), standing)
+	if err := d.transact(ctx, t); err != nil {
+		reasons, ok := cancellation(err)
+		if !ok {
+			return Intent{}, fmt.Errorf("%s: %w", what, err)
+		}
+		if old, failed := failedAt(reasons, intentAt); failed && len(old) > 0 {
+			cur, derr := decodeItem(old, intentItem.intent)
+			if derr != nil {
+				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			return beginRefused(cur)
+		}
+		if old, failed := failedAt(reasons, qualAt); failed {
+			if len(old) == 0 {
+				return Intent{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+			}
+			q, derr := decodeQual(old)
+			if derr != nil {
+				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			return Intent{}, reversedBefore(what, q)
+		}
+		return Intent{}, fmt.Errorf("%s: %w", what, err)
+	}
+	av, found, err := d.get(ctx, intentKey(in.Kind, in.Target))
+	if err == nil && !found {
+		err = ErrNotFound // deleted by hand since
+	}
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: begun, read back: %w", what, err)
+	}
+	it, err := decodeItem(av, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: %w", what, err)
 	}
 	return it, nil
 }

@@ -29,11 +29,10 @@ func (d *Dynamo) Qualify(ctx context.Context, q Qualification) (Qualification, e
 	if err := q.validate(); err != nil {
 		return Qualification{}, fmt.Errorf("ledger: qualify: %w", err)
 	}
-	if q.At.IsZero() {
-		q.At = d.cfg.clock()
+	q, err := q.recorded(d.cfg.clock())
+	if err != nil {
+		return Qualification{}, fmt.Errorf("ledger: qualify: %w", err)
 	}
-	q.At = utc(q.At)
-	q.ReversedAt, q.ReversalReason, q.MatchedDueRewardIDs, q.Slots = time.Time{}, "", nil, nil
 	for range maxRaces {
 		latest, found, err := d.latestQual(ctx, q.LeadID)
 		if err != nil {
@@ -63,43 +62,62 @@ func (d *Dynamo) Qualify(ctx context.Context, q Qualification) (Qualification, e
 	return Qualification{}, fmt.Errorf("ledger: qualify lead %d: %w", q.LeadID, errContention)
 }
 
-// Reverse implements Store: one consistent Query, then one TransactWriteItems marking the
-// qualification and its index items reversed (condition: not reversed yet).
-func (d *Dynamo) Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (Qualification, error) {
+// Reverse implements Store: one consistent GetItem of the qualification (its index keys need
+// its time and referrer), one TransactWriteItems marking it and its index copies reversed
+// (condition: not reversed yet), and one consistent GetItem reading it back. The read-back is
+// what makes the returned MatchedDueRewardIDs complete: every match committed before the
+// reversal is in it (a transaction returns no values, and a match may land between the first
+// read and the write). Only the newest qualification of a lead can stand, so the condition also
+// refuses a generation that a newer one replaced.
+func (d *Dynamo) Reverse(ctx context.Context, ref QualificationRef, at time.Time, reason string) (Qualification, error) {
+	what, err := validReverse(ref)
+	if err != nil {
+		return Qualification{}, err
+	}
 	if at.IsZero() {
 		at = d.cfg.clock()
 	}
 	at = utc(at)
-	for range maxRaces {
-		q, found, err := d.latestQual(ctx, leadID)
-		if err != nil {
-			return Qualification{}, fmt.Errorf("ledger: reverse lead %d: read: %w", leadID, err)
-		}
-		if !found || !q.Standing() {
-			return Qualification{}, fmt.Errorf("ledger: reverse lead %d: no standing qualification: %w", leadID, ErrNotFound)
-		}
-		upd := set("reversed_at", formatTS(at)).
-			Set(expression.Name("reversal_reason"), expression.Value(reason)).
-			Set(expression.Name("standing"), expression.Value(false))
-		t := &txn{}
-		cond := exists().And(expression.AttributeNotExists(expression.Name("reversed_at")))
-		d.txUpdate(t, qualKey(leadID, q.Seq), upd, &cond)
-		present := exists()
-		for _, r := range q.recipients() {
-			d.txUpdate(t, recipientKey(r, q), upd, &present)
-		}
-		err = d.transact(ctx, t)
-		if err == nil {
-			q.ReversedAt, q.ReversalReason = at, reason
-			return q, nil
-		}
-		reasons, ok := cancellation(err)
-		if _, lost := failedAt(reasons, 0); !ok || !lost {
-			return Qualification{}, fmt.Errorf("ledger: reverse lead %d: %w", leadID, err)
-		}
-		// Reversed concurrently: the next read says there is nothing standing.
+	q, found, err := d.qualByRef(ctx, ref)
+	if err != nil {
+		return Qualification{}, fmt.Errorf("%s: read: %w", what, err)
 	}
-	return Qualification{}, fmt.Errorf("ledger: reverse lead %d: %w", leadID, errContention)
+	if !found {
+		return Qualification{}, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if !q.Standing() {
+		return q, notStanding(what, q)
+	}
+	upd := set("reversed_at", formatTS(at)).
+		Set(expression.Name("reversal_reason"), expression.Value(reason)).
+		Set(expression.Name("standing"), expression.Value(false))
+	t := &txn{}
+	cond := exists().And(expression.AttributeNotExists(expression.Name("reversed_at")))
+	d.txUpdate(t, qualKey(ref.LeadID, ref.Seq), upd, &cond)
+	present := exists()
+	for _, r := range q.recipients() {
+		d.txUpdate(t, recipientKey(r, q), upd, &present)
+	}
+	if err := d.transact(ctx, t); err != nil {
+		reasons, ok := cancellation(err)
+		if old, lost := failedAt(reasons, 0); ok && lost && len(old) > 0 {
+			// Reversed concurrently: the item as it was says by whom.
+			cur, derr := decodeQual(old)
+			if derr != nil {
+				return Qualification{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			return cur, notStanding(what, cur)
+		}
+		return Qualification{}, fmt.Errorf("%s: %w", what, err)
+	}
+	q, found, err = d.qualByRef(ctx, ref)
+	if err == nil && !found {
+		err = ErrNotFound // deleted by hand since
+	}
+	if err != nil {
+		return Qualification{}, fmt.Errorf("%s: reversed, read back: %w", what, err)
+	}
+	return q, nil
 }
 
 // LatestQualification implements Store: one consistent Query.

@@ -10,7 +10,8 @@ import (
 )
 
 // SeeDueReward implements Store: one UpdateItem that sets every field only if absent
-// (if_not_exists), so the first sighting wins and FirstSeenAt never moves, and returns the item.
+// (if_not_exists), so the first sighting wins and FirstSeenAt and CreatedAfter never move, and
+// returns the item.
 // A record created earlier by MarkRewardSettled gets its missing fields filled in.
 func (d *Dynamo) SeeDueReward(ctx context.Context, r DueReward) (DueReward, error) {
 	if r.ID <= 0 {
@@ -19,9 +20,14 @@ func (d *Dynamo) SeeDueReward(ctx context.Context, r DueReward) (DueReward, erro
 	if r.FirstSeenAt.IsZero() {
 		r.FirstSeenAt = d.cfg.clock()
 	}
+	if err := r.validSighting(); err != nil {
+		return DueReward{}, err
+	}
 	upd := set(attrType, typeDueReward).
 		Set(expression.Name("due_reward_id"), expression.Value(r.ID)).
 		Set(expression.Name("first_seen_at"), ifAbsent("first_seen_at", formatTS(r.FirstSeenAt))).
+		// Present from the first sighting on ("" for no bound), so no later sighting moves it.
+		Set(expression.Name("created_after"), ifAbsent("created_after", formatTS(r.CreatedAfter))).
 		Set(expression.Name("state"), ifAbsent("state", string(RewardSeen)))
 	if r.RewardID != 0 {
 		upd = upd.Set(expression.Name("reward_id"), ifAbsent("reward_id", r.RewardID))

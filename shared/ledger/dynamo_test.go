@@ -225,7 +225,7 @@ func TestDynamoSlotAttributes(t *testing.T) {
 	see(t, s, 71, 2, 7)   // the lead's coupon
 	must(t, s.MatchDueReward(ctx, 70, q1.Ref(), slotOf(100, 1)))
 	must(t, s.MatchDueReward(ctx, 71, q1.Ref(), slotOf(7, 2)))
-	_, err = s.Reverse(ctx, 7, at(4, 1), "refund")
+	_, err = s.Reverse(ctx, q1.Ref(), at(4, 1), "refund")
 	must(t, err)
 	q2, err := s.Qualify(ctx, qual(7, 100, at(5, 1)))
 	must(t, err)

@@ -25,6 +25,9 @@ var (
 	ErrIntentPending = errors.New("intent pending from an earlier attempt: reconcile before acting")
 	// ErrIntentDone means the effect was already confirmed (the intent is returned).
 	ErrIntentDone = errors.New("intent already done")
+	// ErrQualificationReversed means BeginIntentIfStanding found the qualification reversed:
+	// nothing was written, and the effect must not be attempted on its account.
+	ErrQualificationReversed = errors.New("qualification reversed")
 	// ErrInvalid means the input breaks a rule of the record (missing key, bad currency, an
 	// amount with the wrong sign, a raw email where a hash belongs).
 	ErrInvalid = errors.New("invalid input")

@@ -46,7 +46,7 @@ func Example_exactlyOnce() {
 
 	fmt.Println(qualify("in_1"))
 	fmt.Println(qualify("in_2")) // a renewal
-	_, _ = store.Reverse(ctx, leadID, time.Time{}, "dispute dp_1 opened")
+	_, _ = store.Reverse(ctx, ledger.QualificationRef{LeadID: leadID, Seq: 1}, time.Time{}, "dispute dp_1 opened")
 	fmt.Println(qualify("in_1")) // the dispute was won
 	// Output:
 	// qualified: qualification 1, intent 42#1

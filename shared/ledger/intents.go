@@ -30,6 +30,21 @@ func beginRefused(cur Intent) (Intent, error) {
 		cur.Kind, cur.Target, cur.Attempts, formatTS(cur.AttemptedAt), ErrIntentPending)
 }
 
+// validBeginIfStanding checks BeginIntentIfStanding's arguments and returns the operation's name
+// for errors.
+func validBeginIfStanding(in Intent, ref QualificationRef) (string, error) {
+	what := fmt.Sprintf("ledger: begin intent %s %s if qualification %d/%d stands", in.Kind, in.Target, ref.LeadID, ref.Seq)
+	if !in.Kind.valid() || in.Target == "" || ref.LeadID <= 0 || ref.Seq <= 0 {
+		return what, fmt.Errorf("%s: %w", what, ErrInvalid)
+	}
+	return what, nil
+}
+
+// reversedBefore is BeginIntentIfStanding's refusal: the qualification q was reversed first.
+func reversedBefore(what string, q Qualification) error {
+	return fmt.Errorf("%s: reversed at %s (%s): %w", what, formatTS(q.ReversedAt), q.ReversalReason, ErrQualificationReversed)
+}
+
 func validTakeOver(kind IntentKind, target string, seenAttempts int, staleBefore time.Time) error {
 	if !kind.valid() || target == "" || seenAttempts < 1 || staleBefore.IsZero() {
 		return fmt.Errorf("ledger: take over intent %q %q (attempt %d, stale before %s): %w",

@@ -164,6 +164,8 @@ type qualItem struct {
 	Seq        int64  `dynamodbav:"seq"`
 	ReferrerID int64  `dynamodbav:"referrer_id,omitempty"`
 	At         string `dynamodbav:"at"`
+	// EarliestAt: absent on items of earlier builds, read as At.
+	EarliestAt string `dynamodbav:"earliest_at,omitempty"`
 	Origin     string `dynamodbav:"origin"`
 	InvoiceID  string `dynamodbav:"invoice_id,omitempty"`
 	Rule       string `dynamodbav:"rule,omitempty"`
@@ -182,7 +184,7 @@ type qualItem struct {
 func newQualItem(k key, typ string, q Qualification) qualItem {
 	return qualItem{
 		ID: k.id, SK: k.sk, Type: typ, LeadID: q.LeadID, Seq: q.Seq, ReferrerID: q.ReferrerID,
-		At: formatTS(q.At), Origin: string(q.Origin), InvoiceID: q.InvoiceID, Rule: q.Rule,
+		At: formatTS(q.At), EarliestAt: formatTS(q.EarliestAt), Origin: string(q.Origin), InvoiceID: q.InvoiceID, Rule: q.Rule,
 		Standing: q.Standing(), ReversedAt: formatTS(q.ReversedAt), ReversalReason: q.ReversalReason,
 		MatchedDueRewardIDs: q.MatchedDueRewardIDs,
 	}
@@ -221,25 +223,32 @@ func decodeQual(av map[string]types.AttributeValue) (Qualification, error) {
 func (it qualItem) qualification() (Qualification, error) {
 	at, err1 := parseTS(it.At)
 	rev, err2 := parseTS(it.ReversedAt)
-	if err := errors.Join(err1, err2); err != nil {
+	earliest, err3 := parseTS(it.EarliestAt)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return Qualification{}, fmt.Errorf("decode qualification %d/%d: %w", it.LeadID, it.Seq, err)
 	}
+	if earliest.IsZero() {
+		earliest = at
+	}
 	return Qualification{
-		LeadID: it.LeadID, Seq: it.Seq, ReferrerID: it.ReferrerID, At: at, Origin: Origin(it.Origin),
+		LeadID: it.LeadID, Seq: it.Seq, ReferrerID: it.ReferrerID, At: at, EarliestAt: earliest, Origin: Origin(it.Origin),
 		InvoiceID: it.InvoiceID, Rule: it.Rule, ReversedAt: rev, ReversalReason: it.ReversalReason,
 		MatchedDueRewardIDs: sortedIDs(it.MatchedDueRewardIDs),
 	}, nil
 }
 
 type dueItem struct {
-	ID            string `dynamodbav:"id"`
-	SK            string `dynamodbav:"sk"`
-	Type          string `dynamodbav:"type"`
-	DueRewardID   int64  `dynamodbav:"due_reward_id"`
-	RewardID      int64  `dynamodbav:"reward_id,omitempty"`
-	RecipientID   int64  `dynamodbav:"recipient_id,omitempty"`
-	Metric        string `dynamodbav:"metric,omitempty"`
-	FirstSeenAt   string `dynamodbav:"first_seen_at"`
+	ID          string `dynamodbav:"id"`
+	SK          string `dynamodbav:"sk"`
+	Type        string `dynamodbav:"type"`
+	DueRewardID int64  `dynamodbav:"due_reward_id"`
+	RewardID    int64  `dynamodbav:"reward_id,omitempty"`
+	RecipientID int64  `dynamodbav:"recipient_id,omitempty"`
+	Metric      string `dynamodbav:"metric,omitempty"`
+	FirstSeenAt string `dynamodbav:"first_seen_at"`
+	// CreatedAfter is written by the first SeeDueReward, "" when there is no lower bound, so
+	// that if_not_exists keeps it from being set by a later sighting.
+	CreatedAfter  string `dynamodbav:"created_after,omitempty"`
 	State         string `dynamodbav:"state"`
 	SettledAt     string `dynamodbav:"settled_at,omitempty"`
 	SettledBy     string `dynamodbav:"settled_by,omitempty"`
@@ -250,12 +259,13 @@ type dueItem struct {
 func (it dueItem) dueReward() (DueReward, error) {
 	seen, err1 := parseTS(it.FirstSeenAt)
 	settled, err2 := parseTS(it.SettledAt)
-	if err := errors.Join(err1, err2); err != nil {
+	after, err3 := parseTS(it.CreatedAfter)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return DueReward{}, fmt.Errorf("decode due reward %d: %w", it.DueRewardID, err)
 	}
 	return DueReward{
 		ID: it.DueRewardID, RewardID: it.RewardID, RecipientID: it.RecipientID, Metric: it.Metric,
-		FirstSeenAt: seen, State: RewardState(it.State), SettledAt: settled, SettledBy: it.SettledBy,
+		FirstSeenAt: seen, CreatedAfter: after, State: RewardState(it.State), SettledAt: settled, SettledBy: it.SettledBy,
 		Matched: QualificationRef{LeadID: it.MatchedLeadID, Seq: it.MatchedSeq},
 	}, nil
 }

@@ -26,6 +26,7 @@ type Memory struct {
 	quals       map[int64][]Qualification                 // lead → qualifications, Seq 1..n (items: no Slots)
 	slots       map[QualificationRef]map[RewardSlot]int64 // the index copies' slots → due reward
 	due         map[int64]DueReward
+	sighted     map[int64]bool   // due rewards SeeDueReward recorded (their CreatedAfter is set)
 	issued      map[issuedID]int // rewards recorded as issued, per recipient and UTC month
 	intents     map[intentID]Intent
 	unmatched   map[string]Unmatched
@@ -51,8 +52,9 @@ func NewMemory(opts ...Option) *Memory {
 		mappings: map[string]Mapping{}, charges: map[string]ChargeMapping{}, refunds: map[string]ChargeRefund{},
 		entries: map[string]SpendEntry{}, invoices: map[string]string{},
 		spend: map[int64]Spend{}, quals: map[int64][]Qualification{}, due: map[int64]DueReward{},
-		slots:  map[QualificationRef]map[RewardSlot]int64{},
-		issued: map[issuedID]int{}, intents: map[intentID]Intent{}, unmatched: map[string]Unmatched{},
+		sighted: map[int64]bool{},
+		slots:   map[QualificationRef]map[RewardSlot]int64{},
+		issued:  map[issuedID]int{}, intents: map[intentID]Intent{}, unmatched: map[string]Unmatched{},
 		checkpoints: map[string][]byte{}, decisions: map[string][]Decision{},
 	}
 }

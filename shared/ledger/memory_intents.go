@@ -27,6 +27,34 @@ func (m *Memory) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	return out, nil
 }
 
+// BeginIntentIfStanding implements Store: BeginIntent and the qualification's check under one
+// lock, as the Dynamo store writes them in one transaction.
+func (m *Memory) BeginIntentIfStanding(ctx context.Context, in Intent, ref QualificationRef) (Intent, error) {
+	what, err := validBeginIfStanding(in, ref)
+	if err != nil {
+		return Intent{}, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return Intent{}, err
+	}
+	defer m.mu.Unlock()
+	k := intentID{in.Kind, in.Target}
+	prev, existed := m.intents[k]
+	if existed && prev.Status != IntentFailed {
+		return beginRefused(prev)
+	}
+	q := m.qualByRef(ref)
+	if q == nil {
+		return Intent{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+	}
+	if !q.Standing() {
+		return Intent{}, reversedBefore(what, *q)
+	}
+	out := begun(in, prev, existed, m.cfg.clock())
+	m.intents[k] = out
+	return out, nil
+}
+
 // TakeOverIntent implements Store.
 func (m *Memory) TakeOverIntent(ctx context.Context, kind IntentKind, target string, seenAttempts int, staleBefore time.Time) (Intent, error) {
 	if err := validTakeOver(kind, target, seenAttempts, staleBefore); err != nil {

@@ -22,11 +22,10 @@ func (m *Memory) Qualify(ctx context.Context, q Qualification) (Qualification, e
 		return latest, fmt.Errorf("ledger: qualify lead %d: qualification %d at %s: %w",
 			q.LeadID, latest.Seq, formatTS(latest.At), ErrAlreadyQualified)
 	}
-	if q.At.IsZero() {
-		q.At = m.cfg.clock()
+	q, err := q.recorded(m.cfg.clock())
+	if err != nil {
+		return Qualification{}, fmt.Errorf("ledger: qualify: %w", err)
 	}
-	q.At = utc(q.At)
-	q.ReversedAt, q.ReversalReason, q.MatchedDueRewardIDs, q.Slots = time.Time{}, "", nil, nil
 	q.Seq = NextQualificationSeq(latest, found)
 	m.quals[q.LeadID] = append(m.quals[q.LeadID], q)
 	return q, nil
@@ -42,21 +41,27 @@ func (m *Memory) latestQual(leadID int64) (Qualification, bool) {
 }
 
 // Reverse implements Store.
-func (m *Memory) Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (Qualification, error) {
+func (m *Memory) Reverse(ctx context.Context, ref QualificationRef, at time.Time, reason string) (Qualification, error) {
+	what, err := validReverse(ref)
+	if err != nil {
+		return Qualification{}, err
+	}
 	if err := m.lock(ctx); err != nil {
 		return Qualification{}, err
 	}
 	defer m.mu.Unlock()
-	q, found := m.latestQual(leadID)
-	if !found || !q.Standing() {
-		return Qualification{}, fmt.Errorf("ledger: reverse lead %d: no standing qualification: %w", leadID, ErrNotFound)
+	q := m.qualByRef(ref)
+	if q == nil {
+		return Qualification{}, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if !q.Standing() {
+		return *q, notStanding(what, *q)
 	}
 	if at.IsZero() {
 		at = m.cfg.clock()
 	}
 	q.ReversedAt, q.ReversalReason = utc(at), reason
-	m.quals[leadID][len(m.quals[leadID])-1] = q
-	return q, nil
+	return *q, nil
 }
 
 // LatestQualification implements Store.
@@ -236,7 +241,7 @@ func (m *Memory) RematchDueReward(ctx context.Context, dueRewardID int64, from, 
 // qualByRef points at a stored qualification (nil: none); the caller holds the mutex.
 func (m *Memory) qualByRef(ref QualificationRef) *Qualification {
 	qs := m.quals[ref.LeadID]
-	if ref.Seq > int64(len(qs)) {
+	if ref.Seq < 1 || ref.Seq > int64(len(qs)) {
 		return nil
 	}
 	return &qs[ref.Seq-1]

@@ -15,12 +15,21 @@ func (m *Memory) SeeDueReward(ctx context.Context, r DueReward) (DueReward, erro
 		return DueReward{}, err
 	}
 	defer m.mu.Unlock()
+	if r.FirstSeenAt.IsZero() {
+		r.FirstSeenAt = m.cfg.clock()
+	}
+	if err := r.validSighting(); err != nil {
+		return DueReward{}, err
+	}
 	cur, ok := m.due[r.ID]
 	if !ok {
-		if r.FirstSeenAt.IsZero() {
-			r.FirstSeenAt = m.cfg.clock()
-		}
 		cur = DueReward{ID: r.ID, FirstSeenAt: utc(r.FirstSeenAt), State: RewardSeen}
+	}
+	if !m.sighted[r.ID] {
+		// The first sighting's bound, as the Dynamo store's if_not_exists keeps it; a record
+		// made by a settlement before any sighting has none yet.
+		cur.CreatedAfter = utc(r.CreatedAfter)
+		m.sighted[r.ID] = true
 	}
 	// Fill what a record created by MarkRewardSettled did not know; never change what is known.
 	if cur.RewardID == 0 {

@@ -64,15 +64,22 @@ func testQualifyOnce(t *testing.T, newStore newStoreFunc) {
 func testReverseThenRequalify(t *testing.T, newStore newStoreFunc) {
 	s, clk := newStore(t)
 	ctx := ctxT(t)
-	_, err := s.Reverse(ctx, 5, at(5, 1), "refund")
+	first := ledger.QualificationRef{LeadID: 5, Seq: 1}
+	_, err := s.Reverse(ctx, first, at(5, 1), "refund")
 	wantErr(t, err, ledger.ErrNotFound)
+	for _, bad := range []ledger.QualificationRef{{}, {LeadID: 5}, {Seq: 1}, {LeadID: -5, Seq: 1}} {
+		_, err := s.Reverse(ctx, bad, at(5, 1), "refund")
+		wantErr(t, err, ledger.ErrInvalid)
+	}
 
 	q1, err := s.Qualify(ctx, qual(5, 100, at(3, 10)))
 	must(t, err)
 	if n := ledger.NextQualificationSeq(q1, true); n != 1 {
 		t.Errorf("NextQualificationSeq(standing 1) = %d", n)
 	}
-	rev, err := s.Reverse(ctx, 5, at(5, 1), "refund re_1")
+	_, err = s.Reverse(ctx, ledger.QualificationRef{LeadID: 5, Seq: 2}, at(5, 1), "a generation that does not exist")
+	wantErr(t, err, ledger.ErrNotFound)
+	rev, err := s.Reverse(ctx, q1.Ref(), at(5, 1), "refund re_1")
 	must(t, err)
 	if rev.Seq != 1 || rev.Standing() || rev.ReversalReason != "refund re_1" {
 		t.Errorf("reversed = %+v", rev)
@@ -80,8 +87,13 @@ func testReverseThenRequalify(t *testing.T, newStore newStoreFunc) {
 	sameTime(t, "ReversedAt", rev.ReversedAt, at(5, 1))
 	_, err = s.StandingQualification(ctx, 5)
 	wantErr(t, err, ledger.ErrNotFound)
-	_, err = s.Reverse(ctx, 5, at(5, 2), "again")
+	// Reversed already: refused, with the qualification as the first reversal left it.
+	again, err := s.Reverse(ctx, q1.Ref(), at(5, 2), "again")
 	wantErr(t, err, ledger.ErrNotFound)
+	if again.Seq != 1 || again.ReversalReason != "refund re_1" {
+		t.Errorf("refused reversal returned %+v", again)
+	}
+	sameTime(t, "ReversedAt kept", again.ReversedAt, at(5, 1))
 	latest, err := s.LatestQualification(ctx, 5)
 	must(t, err)
 	if latest.Seq != 1 || latest.Standing() || latest.ReversalReason != "refund re_1" {
@@ -102,6 +114,12 @@ func testReverseThenRequalify(t *testing.T, newStore newStoreFunc) {
 	sameTime(t, "default At", q2.At, clk.Now())
 	_, err = s.Qualify(ctx, qual(5, 100, at(6, 1)))
 	wantErr(t, err, ledger.ErrAlreadyQualified)
+	// A reversal decided on the first generation never lands on the second.
+	_, err = s.Reverse(ctx, q1.Ref(), at(6, 2), "a late redelivery of the first refund")
+	wantErr(t, err, ledger.ErrNotFound)
+	if st, err := s.StandingQualification(ctx, 5); err != nil || st.Seq != 2 {
+		t.Errorf("standing after a stale reversal = %+v %v", st, err)
+	}
 
 	all, err := s.QualificationsFor(ctx, 100)
 	must(t, err)
@@ -231,7 +249,7 @@ func testMatchDueReward(t *testing.T, newStore newStoreFunc) {
 		22:       {other.Ref(): nil},
 	}
 	wantSlots(t, s, slotsBefore)
-	rev, err := s.Reverse(ctx, lead, at(6, 1), "dispute")
+	rev, err := s.Reverse(ctx, q.Ref(), at(6, 1), "dispute")
 	must(t, err)
 	if !slices.Equal(rev.MatchedDueRewardIDs, []int64{501, 511, 512}) {
 		t.Errorf("Reverse returned %+v", rev)
@@ -341,7 +359,7 @@ func testRematchDueReward(t *testing.T, newStore newStoreFunc) {
 	must(t, s.MatchDueReward(ctx, 601, q1.Ref(), dollars))
 	must(t, s.MatchDueReward(ctx, 611, q1.Ref(), slotOf(lead, 8)))
 	must(t, s.MatchDueReward(ctx, 602, q3.Ref(), dollars))
-	_, err = s.Reverse(ctx, lead, at(5, 1), "refund re_1")
+	_, err = s.Reverse(ctx, q1.Ref(), at(5, 1), "refund re_1")
 	must(t, err)
 	q2, err := s.Qualify(ctx, qual(lead, referrer, at(7, 1))) // the lead qualifies again
 	must(t, err)

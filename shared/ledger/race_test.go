@@ -293,7 +293,7 @@ func rematchSetup(t *testing.T, s ledger.Store, lead, reward int64) (from, to le
 	see(t, s, lead*10, 8, lead)
 	must(t, s.MatchDueReward(ctx, reward, from.Ref(), slotOf(100, 7)))
 	must(t, s.MatchDueReward(ctx, lead*10, from.Ref(), slotOf(lead, 8)))
-	_, err = s.Reverse(ctx, lead, at(5, 1), "refund")
+	_, err = s.Reverse(ctx, from.Ref(), at(5, 1), "refund")
 	must(t, err)
 	to, err = s.Qualify(ctx, qual(lead, 100, at(7, 1)))
 	must(t, err)

@@ -614,7 +614,7 @@ func testIntentGenerations(t *testing.T, newStore newStoreFunc) {
 		t.Fatalf("intent generation %d, qualification %d", seq, q.Seq)
 	}
 	step(ledger.IntentUnqualify, q.Seq)
-	_, err = s.Reverse(ctx, lead, at(4, 1), "refund")
+	_, err = s.Reverse(ctx, q.Ref(), at(4, 1), "refund")
 	must(t, err)
 
 	latest, err = s.LatestQualification(ctx, lead)

@@ -56,11 +56,17 @@ type Store interface {
 	InvoiceCounted(ctx context.Context, invoiceID string) (bool, error)
 
 	// Qualify records a new qualification (Seq assigned). A standing one → ErrAlreadyQualified
-	// with it. At zero means now; it is kept to the nanosecond, in UTC.
+	// with it. At zero means now, EarliestAt zero means At; both are kept to the nanosecond, in
+	// UTC. EarliestAt after At → ErrInvalid.
 	Qualify(ctx context.Context, q Qualification) (Qualification, error)
-	// Reverse marks the standing qualification reversed; none standing → ErrNotFound. Its matches
-	// and slots stay: the sweep cancels the rewards they name.
-	Reverse(ctx context.Context, leadID int64, at time.Time, reason string) (Qualification, error)
+	// Reverse marks qualification ref reversed, if it still stands: the caller names the
+	// generation it read, so a reversal never lands on a newer qualification of the lead (a won
+	// dispute's) that it did not decide about. Reversed already (by a concurrent caller, or
+	// replaced since by a newer generation) → ErrNotFound with it as it is; missing →
+	// ErrNotFound. It returns the qualification as it is after the reversal, its
+	// MatchedDueRewardIDs read after the write: every match committed before the reversal is in
+	// it. Its matches and slots stay: the sweep cancels the rewards they name.
+	Reverse(ctx context.Context, ref QualificationRef, at time.Time, reason string) (Qualification, error)
 	// LatestQualification is the lead's newest qualification, standing or not, with every due
 	// reward it backs (MatchedDueRewardIDs).
 	LatestQualification(ctx context.Context, leadID int64) (Qualification, error)
@@ -91,7 +97,9 @@ type Store interface {
 	// from, so it conflicts too (MatchDueReward matches it).
 	RematchDueReward(ctx context.Context, dueRewardID int64, from, to QualificationRef, slot RewardSlot) error
 
-	// SeeDueReward records a due reward the first time it is seen; FirstSeenAt never moves.
+	// SeeDueReward records a due reward the first time it is seen; FirstSeenAt (zero: now) and
+	// CreatedAfter are those of the first sighting and never move. CreatedAfter after
+	// FirstSeenAt → ErrInvalid.
 	SeeDueReward(ctx context.Context, r DueReward) (DueReward, error)
 	DueRewardRecord(ctx context.Context, id int64) (DueReward, error)
 	// MarkRewardSettled records a due reward issued or canceled, once: a settled reward →
@@ -113,6 +121,14 @@ type Store interface {
 	// the unfinished attempt began); done → ErrIntentDone. A refused Begin never moves the
 	// attempt's time, count or place in PendingIntents.
 	BeginIntent(ctx context.Context, in Intent) (Intent, error)
+	// BeginIntentIfStanding is BeginIntent, done only if qualification ref still stands, in one
+	// atomic step: the sweep begins an issue this way, so that it serialises with Reverse. Either
+	// the intent is begun first, and a reversal flow that reads the intent after its Reverse sees
+	// it (pending or done: the reward counts as issued before the reversal), or the reversal
+	// comes first and the begin is refused with ErrQualificationReversed, nothing written. A
+	// pending or done intent is answered as BeginIntent answers, before the qualification is
+	// considered; a missing qualification → ErrNotFound.
+	BeginIntentIfStanding(ctx context.Context, in Intent, ref QualificationRef) (Intent, error)
 	// TakeOverIntent starts a new attempt of a pending intent whose attempt is presumed crashed:
 	// it succeeds only if the intent is still pending at attempt seenAttempts (the Attempts the
 	// caller read) and that attempt began before staleBefore. It then counts attempt

@@ -73,6 +73,9 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"ChargeRefunds", testChargeRefunds},
 		{"QualifyOnce", testQualifyOnce},
 		{"ReverseThenRequalify", testReverseThenRequalify},
+		{"QualificationTimes", testQualificationTimes},
+		{"DueRewardCreatedAfter", testDueRewardCreatedAfter},
+		{"BeginIntentIfStanding", testBeginIntentIfStanding},
 		{"QualificationsFor", testQualificationsFor},
 		{"MatchDueReward", testMatchDueReward},
 		{"RematchDueReward", testRematchDueReward},
@@ -106,6 +109,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"RaceRematchSame", testRaceRematchSame},
 		{"RaceRematchOrMatch", testRaceRematchOrMatch},
 		{"RaceMatchSlots", testRaceMatchSlots},
+		{"RaceBeginIfStandingOrReverse", testRaceBeginIfStandingOrReverse},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

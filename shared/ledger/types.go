@@ -190,11 +190,25 @@ const (
 
 // Qualification is one qualification of a lead. A lead's qualifications are numbered 1, 2, ...
 // (Seq); at most one stands at a time, and only the latest can.
+//
+// RF's due rewards do not name the lead that earned them, so the sweep infers it from time: a
+// reward can only come from a qualification RF made while the reward could have been created.
+// RF made the qualification somewhere in [EarliestAt, At].
 type Qualification struct {
 	LeadID     int64
 	Seq        int64 // assigned by Qualify
 	ReferrerID int64 // the lead's referrer, a possible reward recipient
-	At         time.Time
+	// At is the latest time RF can have made the qualification; the reward hold counts from it.
+	// For refbridge's own qualifications it comes from the qualify intent (the confirmation of
+	// the call that made it), not from when the ledger recorded it, so a qualification recorded
+	// late (a failed write, a redelivery) keeps its real time; for one learned from RF's
+	// webhook, it is when refbridge learned it, so the hold is never shortened.
+	At time.Time
+	// EarliestAt is the earliest time RF can have made the qualification: for refbridge's own,
+	// when the qualify call that made it was attempted (the intent's AttemptedAt); for one
+	// learned from RF's webhook, the start (00:00 UTC) of RF's qualified_at date. Zero when
+	// recorded means At; it is never after At.
+	EarliestAt time.Time
 	Origin     Origin
 	InvoiceID  string
 	Rule       string // the matching rule that tied the payment to the lead
@@ -266,6 +280,22 @@ type QualificationRef struct {
 // IsZero reports whether the reference points at nothing.
 func (r QualificationRef) IsZero() bool { return r.LeadID == 0 && r.Seq == 0 }
 
+// validReverse checks Reverse's reference and returns the operation's name for errors.
+func validReverse(ref QualificationRef) (string, error) {
+	what := fmt.Sprintf("ledger: reverse qualification %d/%d", ref.LeadID, ref.Seq)
+	if ref.LeadID <= 0 || ref.Seq <= 0 {
+		return what, fmt.Errorf("%s: %w", what, ErrInvalid)
+	}
+	return what, nil
+}
+
+// notStanding is Reverse's ErrNotFound for a qualification that was reversed already: by a
+// concurrent caller, or before a newer generation of the lead was qualified.
+func notStanding(what string, q Qualification) error {
+	return fmt.Errorf("%s: reversed at %s (%s): no standing qualification: %w",
+		what, formatTS(q.ReversedAt), q.ReversalReason, ErrNotFound)
+}
+
 // validRematch checks RematchDueReward's arguments and returns the operation's name for errors.
 func validRematch(dueRewardID int64, from, to QualificationRef, slot RewardSlot) (string, error) {
 	what := fmt.Sprintf("ledger: rematch due reward %d (recipient %d, reward %d) from qualification %d/%d to %d/%d",
@@ -311,6 +341,25 @@ func NextQualificationSeq(latest Qualification, found bool) int64 {
 	return latest.Seq + 1
 }
 
+// recorded completes a qualification about to be stored: At defaults to now, EarliestAt to At,
+// both in UTC; nothing of a reversal, a match or a slot is carried over. EarliestAt after At is
+// ErrInvalid.
+func (q Qualification) recorded(now time.Time) (Qualification, error) {
+	if q.At.IsZero() {
+		q.At = now
+	}
+	if q.EarliestAt.IsZero() {
+		q.EarliestAt = q.At
+	}
+	q.At, q.EarliestAt = utc(q.At), utc(q.EarliestAt)
+	if q.EarliestAt.After(q.At) {
+		return Qualification{}, fmt.Errorf("%w: qualification of lead %d: earliest time %s is after its time %s",
+			ErrInvalid, q.LeadID, formatTS(q.EarliestAt), formatTS(q.At))
+	}
+	q.ReversedAt, q.ReversalReason, q.MatchedDueRewardIDs, q.Slots = time.Time{}, "", nil, nil
+	return q, nil
+}
+
 func (q Qualification) validate() error {
 	if q.LeadID <= 0 {
 		return fmt.Errorf("%w: qualification: lead id %d", ErrInvalid, q.LeadID)
@@ -347,12 +396,27 @@ type DueReward struct {
 	Metric      string
 	// FirstSeenAt never moves: it starts the hold of a reward with no qualification behind it.
 	FirstSeenAt time.Time
+	// CreatedAfter is a lower bound of when RF created the reward, set by its first sighting
+	// and never moved: when the sweep's last complete listing of the metric before that
+	// sighting started (the reward was not in it, so it did not exist yet). Zero when there was
+	// no such listing (the first sweep after installation): no lower bound.
+	CreatedAfter time.Time
 
 	State     RewardState
 	SettledAt time.Time
 	SettledBy string
 
 	Matched QualificationRef // zero: not matched
+}
+
+// validSighting checks SeeDueReward's input (FirstSeenAt already defaulted): a reward cannot have
+// been created after it was seen.
+func (r DueReward) validSighting() error {
+	if r.ID <= 0 || (!r.CreatedAfter.IsZero() && r.CreatedAfter.After(r.FirstSeenAt)) {
+		return fmt.Errorf("ledger: see due reward %d: created after %s, first seen %s: %w",
+			r.ID, formatTS(r.CreatedAfter), formatTS(r.FirstSeenAt), ErrInvalid)
+	}
+	return nil
 }
 
 // Settlement records a due reward issued or canceled.

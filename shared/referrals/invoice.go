@@ -172,21 +172,22 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 		s.decide(ctx, subject, "threshold", Result{Outcome: Qualified, Reason: out.Reason}, inputs)
 		return out, nil
 	}
-	_, err := s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: subject})
+	in, err := s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: subject})
 	if errors.Is(err, ledger.ErrIntentPending) {
 		// An earlier attempt may have reached RF: read RF's state before calling again.
 		if done, rerr := s.rfQualified(ctx, lead.ID, true); rerr != nil {
 			return Result{}, fmt.Errorf("qualify lead %d: reconcile: %w", lead.ID, rerr)
 		} else if done {
-			err = ledger.ErrIntentDone
-			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentDone, ""); ferr != nil {
-				return Result{}, fmt.Errorf("qualify lead %d: confirm intent: %w", lead.ID, ferr)
+			if in, err = s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentDone, ""); err != nil {
+				return Result{}, fmt.Errorf("qualify lead %d: confirm intent: %w", lead.ID, err)
 			}
+			err = ledger.ErrIntentDone
 		}
 	}
 	switch {
 	case errors.Is(err, ledger.ErrIntentDone):
-		// The call was confirmed but the qualification not recorded (a crash in between).
+		// The call was confirmed but the qualification not recorded (a crash in between): in
+		// is the intent as stored, whose times are those of the call that qualified the lead.
 	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
 		return Result{}, fmt.Errorf("qualify lead %d: intent: %w", lead.ID, err)
 	default:
@@ -202,18 +203,40 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 			}
 			return Result{}, fmt.Errorf("qualify lead %d: %w", lead.ID, err)
 		}
-		if _, err := s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentDone, ""); err != nil {
+		if in, err = s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentDone, ""); err != nil {
 			return Result{}, fmt.Errorf("qualify lead %d: confirm intent: %w", lead.ID, err)
 		}
 	}
-	_, err = s.ledger.Qualify(ctx, ledger.Qualification{LeadID: lead.ID, ReferrerID: lead.ReferrerID, At: s.now(),
-		Origin: ledger.OriginRefbridge, InvoiceID: invoiceID, Rule: out.Rule})
+	earliest, latest := qualifiedBetween(in, s.now())
+	_, err = s.ledger.Qualify(ctx, ledger.Qualification{LeadID: lead.ID, ReferrerID: lead.ReferrerID, At: latest,
+		EarliestAt: earliest, Origin: ledger.OriginRefbridge, InvoiceID: invoiceID, Rule: out.Rule})
 	if err != nil && !errors.Is(err, ledger.ErrAlreadyQualified) {
 		return Result{}, fmt.Errorf("qualify lead %d: record: %w", lead.ID, err)
 	}
 	out.Outcome, out.Reason = Qualified, "lead qualified"
 	s.decide(ctx, subject, "threshold", out, inputs)
 	return out, nil
+}
+
+// qualifiedBetween is when RF made the qualification a done qualify intent guarded: no earlier
+// than the attempt that made it began, no later than its confirmation. The sweep ties RF's due
+// rewards to qualifications by these times, so they come from the intent, never from when the
+// qualification is recorded: a write that failed after the call, and the redelivery that records
+// it minutes later, must not move it after the rewards it produced. (Intents keep the times of
+// the attempt that confirmed them: a refused Begin never moves them.) now stands in for a time
+// the intent lacks.
+func qualifiedBetween(in ledger.Intent, now time.Time) (earliest, latest time.Time) {
+	earliest, latest = in.AttemptedAt, in.FinishedAt
+	if earliest.IsZero() {
+		earliest = now
+	}
+	if latest.IsZero() {
+		latest = now
+	}
+	if latest.Before(earliest) { // clocks of two processes
+		latest = earliest
+	}
+	return earliest, latest
 }
 
 // rfQualified reads the user from RF and reports whether its qualification already is want.

@@ -171,18 +171,38 @@ func (s *Service) leadOfCharge(ctx context.Context, ch stripeevents.Charge) (led
 	return lead, nil
 }
 
-// reverseIfBelow unqualifies a lead whose net paid amount fell below the threshold, unless a
-// reward its qualification backs (any of them: the referrer's, the lead's) was already issued:
-// refbridge never claws money back, it records the reversal for operators instead.
+// reverseIfBelow unqualifies a lead whose net paid amount fell below the threshold, unless every
+// reward its qualification backs (the referrer's, the lead's) is settled and one of them was
+// issued: refbridge never claws money back, it records that reversal for operators instead.
+//
+// The sweep issues rewards meanwhile, so the order matters. The ledger reversal comes first, on
+// the generation that was read (Reverse refuses a newer one): from that moment the sweep can
+// begin no issue on this qualification (it begins them with BeginIntentIfStanding). Only then
+// are the rewards it backs read, from the set Reverse returns (complete up to the reversal), and
+// a reward counts as issued before the reversal if it is recorded issued or its issue intent is
+// pending or done: that issue began while the qualification stood, and the sweep finishes it.
+// RF is unqualified last, through its intent. A failure there (or a crash) leaves the
+// qualification reversed and its unqualify intent not done; a redelivery finds it so and
+// finishes the reversal.
 func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency, subject, why string) (Result, error) {
 	out := Result{Outcome: Counted, LeadID: lead.ID}
-	q, err := s.ledger.StandingQualification(ctx, lead.ID)
+	q, err := s.ledger.LatestQualification(ctx, lead.ID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		out.Reason = why + " counted; the lead is not qualified"
 		return out, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("reverse lead %d: %w", lead.ID, err)
+	}
+	if !q.Standing() {
+		unfinished, err := s.reversalUnfinished(ctx, q)
+		if err != nil {
+			return Result{}, err
+		}
+		if !unfinished {
+			out.Reason = why + " counted; the lead is not qualified"
+			return out, nil
+		}
 	}
 	net, min, err := s.netAndMin(ctx, lead.ID, currency)
 	if err != nil {
@@ -196,76 +216,136 @@ func (s *Service) reverseIfBelow(ctx context.Context, lead ledger.Lead, currency
 		s.decide(ctx, subject, "reversal", out, inputs)
 		return out, nil
 	}
-	// Every reward the qualification backs (the referrer's, the lead's, one per definition). If
-	// all of them are settled and some was issued, the reversal comes after the payout: recorded,
-	// nothing to stop. If any is still due, the reversal goes ahead so the sweep cancels it; the
-	// issued ones are not clawed back.
-	var issued, unsettled []int64
-	for _, id := range q.MatchedDueRewardIDs {
-		r, err := s.ledger.DueRewardRecord(ctx, id)
-		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
-			return Result{}, fmt.Errorf("reverse lead %d: reward %d: %w", lead.ID, id, err)
-		}
-		switch {
-		case err == nil && r.State == ledger.RewardIssued:
-			issued = append(issued, id)
-		case err != nil || r.State == ledger.RewardSeen:
-			unsettled = append(unsettled, id)
-		}
-	}
-	if len(issued) > 0 {
-		s.log.WarnContext(ctx, "reversal after a reward was issued", "lead", lead.ID, "issued", issued, "still_due", unsettled, "metric", "reversal_after_issue")
-		if len(unsettled) == 0 {
-			out.Outcome, out.Reason = ReversedAfterIssue, why+": the reward was already issued; reversal recorded, nothing clawed back"
-			s.decide(ctx, subject, "reversal", out, inputs)
-			return out, nil
-		}
-		inputs["already_issued"] = fmt.Sprint(issued)
-	}
 	reason := fmt.Sprintf("%s: net paid %d %s below the threshold %d", why, net, currency, min)
-	if len(issued) > 0 {
-		reason += fmt.Sprintf("; %d reward(s) already issued are not clawed back", len(issued))
-	}
-	target := ledger.QualificationTarget(lead.ID, q.Seq)
 	if s.set.DryRun {
+		// Nothing is recorded: the rewards as they are now say what a real run would do.
+		issued, unsettled, err := s.backed(ctx, q)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(issued) > 0 && len(unsettled) == 0 {
+			return s.afterIssue(ctx, lead.ID, subject, why, issued, inputs), nil
+		}
 		s.log.InfoContext(ctx, "dry run: would call PUT /users/qualification", "lead", lead.ID, "qualified", false)
 		out.Reason = "dry run: would unqualify the lead (" + reason + ")"
 		s.decide(ctx, subject, "reversal", Result{Outcome: Unqualified, Reason: out.Reason}, inputs)
 		return out, nil
 	}
-	_, err = s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentUnqualify, Target: target, Ref: subject})
+	if q.Standing() {
+		// Refused when another delivery reversed this generation since the read (and a won
+		// dispute may have qualified the next): the sender's retry reads again, and finds it.
+		if q, err = s.ledger.Reverse(ctx, q.Ref(), s.now(), reason); err != nil {
+			return Result{}, fmt.Errorf("unqualify lead %d: record: %w", lead.ID, err)
+		}
+	}
+	issued, unsettled, err := s.backed(ctx, q)
+	if err != nil {
+		return Result{}, err
+	}
+	if len(issued) > 0 {
+		if len(unsettled) == 0 {
+			return s.afterIssue(ctx, lead.ID, subject, why, issued, inputs), nil
+		}
+		s.log.WarnContext(ctx, "reversal after a reward was issued", "lead", lead.ID, "issued", issued, "still_due", unsettled, "metric", "reversal_after_issue")
+		inputs["already_issued"] = fmt.Sprint(issued)
+		reason += fmt.Sprintf("; %d reward(s) already issued are not clawed back", len(issued))
+	}
+	if err := s.unqualify(ctx, lead.ID, q.Seq, subject); err != nil {
+		return Result{}, err
+	}
+	out.Outcome, out.Reason = Unqualified, reason
+	s.decide(ctx, subject, "reversal", out, inputs)
+	return out, nil
+}
+
+// afterIssue answers a reversal that came after every reward of the qualification was settled,
+// some issued: it is recorded (the decision, a warning counted as reversal_after_issue), nothing
+// is clawed back, and RF is left as it is. The lead stays qualified there (only the ledger
+// records the reversal), which is what RF's issued reward stands for; a payment that brings
+// the lead back over the threshold then qualifies it again in the ledger, its RF call a no-op.
+func (s *Service) afterIssue(ctx context.Context, leadID int64, subject, why string, issued []int64, inputs map[string]string) Result {
+	s.log.WarnContext(ctx, "reversal after a reward was issued", "lead", leadID, "issued", issued, "still_due", []int64{}, "metric", "reversal_after_issue")
+	out := Result{Outcome: ReversedAfterIssue, LeadID: leadID,
+		Reason: why + ": the reward was already issued; reversal recorded, nothing clawed back"}
+	s.decide(ctx, subject, "reversal", out, inputs)
+	return out
+}
+
+// reversalUnfinished reports whether a reversed qualification still needs RF unqualified: its
+// unqualify intent is pending or failed (RF or a crash interrupted it), or was never begun (a
+// crash right after the ledger reversal, or a reversal recorded after issue): the rewards it
+// backs, as they are now, decide again.
+func (s *Service) reversalUnfinished(ctx context.Context, q ledger.Qualification) (bool, error) {
+	in, err := s.ledger.IntentOf(ctx, ledger.IntentUnqualify, ledger.QualificationTarget(q.LeadID, q.Seq))
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("reverse lead %d: unqualify intent: %w", q.LeadID, err)
+	}
+	return in.Status != ledger.IntentDone, nil
+}
+
+// backed sorts the due rewards a qualification backs into those issued before its reversal
+// (recorded issued, or an issue intent begun: pending or done) and those still due; canceled
+// ones are neither.
+func (s *Service) backed(ctx context.Context, q ledger.Qualification) (issued, unsettled []int64, err error) {
+	for _, id := range q.MatchedDueRewardIDs {
+		r, err := s.ledger.DueRewardRecord(ctx, id)
+		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return nil, nil, fmt.Errorf("reverse lead %d: reward %d: %w", q.LeadID, id, err)
+		}
+		switch {
+		case err == nil && r.State == ledger.RewardIssued:
+			issued = append(issued, id)
+			continue
+		case err == nil && r.State == ledger.RewardCanceled:
+			continue
+		}
+		in, err := s.ledger.IntentOf(ctx, ledger.IntentIssue, ledger.DueRewardTarget(id))
+		switch {
+		case err == nil && (in.Status == ledger.IntentPending || in.Status == ledger.IntentDone):
+			issued = append(issued, id) // begun while the qualification stood: the sweep finishes it
+		case err == nil || errors.Is(err, ledger.ErrNotFound):
+			unsettled = append(unsettled, id) // the sweep cancels it: it can no longer begin an issue
+		default:
+			return nil, nil, fmt.Errorf("reverse lead %d: issue intent of reward %d: %w", q.LeadID, id, err)
+		}
+	}
+	return issued, unsettled, nil
+}
+
+// unqualify sets the lead pending in RF once for qualification seq: intent → call → confirm.
+func (s *Service) unqualify(ctx context.Context, leadID, seq int64, subject string) error {
+	target := ledger.QualificationTarget(leadID, seq)
+	_, err := s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentUnqualify, Target: target, Ref: subject})
 	if errors.Is(err, ledger.ErrIntentPending) {
 		// An earlier attempt may have reached RF: read RF's state before calling again.
-		if done, rerr := s.rfQualified(ctx, lead.ID, false); rerr != nil {
-			return Result{}, fmt.Errorf("unqualify lead %d: reconcile: %w", lead.ID, rerr)
+		if done, rerr := s.rfQualified(ctx, leadID, false); rerr != nil {
+			return fmt.Errorf("unqualify lead %d: reconcile: %w", leadID, rerr)
 		} else if done {
 			err = ledger.ErrIntentDone
 			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); ferr != nil {
-				return Result{}, fmt.Errorf("unqualify lead %d: confirm intent: %w", lead.ID, ferr)
+				return fmt.Errorf("unqualify lead %d: confirm intent: %w", leadID, ferr)
 			}
 		}
 	}
 	switch {
 	case errors.Is(err, ledger.ErrIntentDone):
+		return nil
 	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
-		return Result{}, fmt.Errorf("unqualify lead %d: intent: %w", lead.ID, err)
-	default:
-		if _, err := s.rf.SetQualification(ctx, rf.UserRef{ID: lead.ID}, false); err != nil && !rf.IsNotFound(err) {
-			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentFailed, err.Error()); ferr != nil {
-				s.log.WarnContext(ctx, "could not record a failed unqualification", "lead", lead.ID, "error", ferr.Error())
-			}
-			return Result{}, fmt.Errorf("unqualify lead %d: %w", lead.ID, err)
-		}
-		if _, err := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); err != nil {
-			return Result{}, fmt.Errorf("unqualify lead %d: confirm intent: %w", lead.ID, err)
-		}
+		return fmt.Errorf("unqualify lead %d: intent: %w", leadID, err)
 	}
-	if _, err := s.ledger.Reverse(ctx, lead.ID, s.now(), reason); err != nil && !errors.Is(err, ledger.ErrNotFound) {
-		return Result{}, fmt.Errorf("unqualify lead %d: record: %w", lead.ID, err)
+	if _, err := s.rf.SetQualification(ctx, rf.UserRef{ID: leadID}, false); err != nil && !rf.IsNotFound(err) {
+		if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentFailed, err.Error()); ferr != nil {
+			s.log.WarnContext(ctx, "could not record a failed unqualification", "lead", leadID, "error", ferr.Error())
+		}
+		return fmt.Errorf("unqualify lead %d: %w", leadID, err)
 	}
-	out.Outcome, out.Reason = Unqualified, reason
-	s.decide(ctx, subject, "reversal", out, inputs)
-	return out, nil
+	if _, err := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); err != nil {
+		return fmt.Errorf("unqualify lead %d: confirm intent: %w", leadID, err)
+	}
+	return nil
 }
 
 // restoreIfAbove qualifies again a lead whose qualification was reversed, once a won dispute

@@ -256,10 +256,13 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 		if !u.IsLead() || !u.Qualified() {
 			return result{"ignored", "Referral Factory does not have this user as a qualified lead"}, nil
 		}
-		// RF gives a date only: the qualification is recorded when refbridge learned it, never
-		// earlier, so the reward hold is never shortened.
-		_, err := h.Ledger.Qualify(ctx, ledger.Qualification{LeadID: u.ID, ReferrerID: u.ReferrerID, At: h.now(),
-			Origin: ledger.OriginRFWebhook, Rule: "rf_webhook"})
+		// RF gives a date only. The hold counts from when refbridge learned of the
+		// qualification, never earlier, so it is never shortened; but RF made it on that date,
+		// possibly before the sweep first saw the rewards it produced, so the sweep may tie them
+		// to it from the date's start (EarliestAt).
+		now := h.now()
+		_, err := h.Ledger.Qualify(ctx, ledger.Qualification{LeadID: u.ID, ReferrerID: u.ReferrerID, At: now,
+			EarliestAt: qualifiedFrom(u.QualifiedAt, now), Origin: ledger.OriginRFWebhook, Rule: "rf_webhook"})
 		if errors.Is(err, ledger.ErrAlreadyQualified) {
 			return result{"processed", "qualification already recorded"}, nil
 		}
@@ -279,9 +282,15 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 		if r.Status == rf.StatusCanceled {
 			state = ledger.RewardCanceled
 		}
-		_, err = h.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: r.ID, RecipientID: r.RecipientID,
+		rec, err := h.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: r.ID, RecipientID: r.RecipientID,
 			State: state, At: h.now(), By: ledger.SettledByRFWebhook})
 		if errors.Is(err, ledger.ErrAlreadySettled) {
+			if rec.State != state {
+				// RF and the ledger disagree (the sweep recorded a cancel that RF shows issued,
+				// say): the ledger keeps its first record, and someone should look.
+				h.log().WarnContext(ctx, "reward recorded settled differently from what Referral Factory reports",
+					"reward", r.ID, "recorded", string(rec.State), "recorded_by", rec.SettledBy, "reported", string(state))
+			}
 			return result{"processed", "reward already recorded"}, nil
 		}
 		if err != nil {
@@ -355,6 +364,21 @@ func (h *Handler) issued(ctx context.Context, id int64) (rf.IssuedReward, bool, 
 		}
 	}
 	return rf.IssuedReward{}, false, nil
+}
+
+// qualifiedFrom is the earliest time RF can have made a qualification dated d: the start of that
+// date, 00:00 UTC (RF's dates carry no zone; UTC is what its API is taken to use, see
+// docs/rfsim.md), and never after now (a date ahead of refbridge's clock).
+func qualifiedFrom(d rf.Date, now time.Time) time.Time {
+	if d.IsZero() {
+		return now
+	}
+	y, m, day := d.UTC().Date()
+	from := time.Date(y, m, day, 0, 0, 0, 0, time.UTC)
+	if from.After(now) {
+		return now
+	}
+	return from
 }
 
 func (h *Handler) log() *slog.Logger {

@@ -3,10 +3,12 @@ package rfwebhook
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/refbridge/refbridge/shared/httpx"
 	"github.com/refbridge/refbridge/shared/idempotency"
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe"
 	"github.com/refbridge/refbridge/shared/observe/logtest"
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 	"github.com/refbridge/refbridge/shared/referrals"
@@ -123,6 +126,13 @@ func TestTheRFToRefbridgeLoop(t *testing.T) {
 		q, err := e.ledger.StandingQualification(ctx, int64(lead.ID))
 		if err != nil || q.Origin != ledger.OriginRFWebhook || q.ReferrerID != int64(ref.ID) {
 			t.Fatalf("qualification from RF: %+v %v", q, err)
+		}
+		// RF says only the date: RF made it from that date's start on (EarliestAt), and the hold
+		// counts from when refbridge learned of it (At).
+		u, _ := e.sim.Server.User(lead.ID)
+		dated, err := time.Parse("2006-01-02", *u.QualifiedAt)
+		if err != nil || !q.EarliestAt.Equal(dated) || q.At.Before(dated) || time.Since(q.At) > time.Minute {
+			t.Fatalf("qualification dated %s recorded at [%v, %v] (%v)", *u.QualifiedAt, q.EarliestAt, q.At, err)
 		}
 
 		// The referrer's reward became due in RF; an admin issues it by hand in the dashboard.
@@ -276,6 +286,53 @@ func TestWebhookAheadOfTheAPIIsRetried(t *testing.T) {
 		e.sim.Qualify(t, 5)
 		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 200 || !strings.Contains(b, "processed") {
 			t.Fatalf("once RF shows it: %d %s", s, b)
+		}
+	})
+}
+
+// lockedBuffer collects log lines written by the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// RF reports a reward issued that the ledger recorded canceled: the first record stands (a
+// settlement is recorded once), and the disagreement is logged for someone to look at.
+func TestRewardSettledDifferentlyIsLogged(t *testing.T) {
+	logs := &lockedBuffer{}
+	bothWith(t, func(h *Handler) {
+		h.Log = observe.NewLogger(io.MultiWriter(logs, logtest.Writer(t)), observe.LogOptions{Function: "rf-webhook", Level: slog.LevelDebug})
+	}, func(t *testing.T, e env) {
+		ctx := context.Background()
+		const alicesForDave = 1 // the demo seed's due reward
+		if _, err := e.ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: alicesForDave, RecipientID: 1, State: ledger.RewardCanceled,
+			By: ledger.SettledBySweep}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.sim.Server.IssueReward(alicesForDave); err != nil { // by hand in RF
+			t.Fatal(err)
+		}
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		if s, b := post(t, e.url+"reward-issued", "application/json", `{"referral_code":"aLiCeRef","reward_issued_id":1}`, hdr); s != 200 || !strings.Contains(b, "already recorded") {
+			t.Fatalf("%d %s", s, b)
+		}
+		if r, _ := e.ledger.DueRewardRecord(ctx, alicesForDave); r.State != ledger.RewardCanceled {
+			t.Fatalf("record %+v", r)
+		}
+		if !strings.Contains(logs.String(), "settled differently") || !strings.Contains(logs.String(), `"recorded":"canceled"`) {
+			t.Fatalf("no warning in %s", logs.String())
 		}
 	})
 }

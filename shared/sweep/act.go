@@ -15,20 +15,48 @@ import (
 // ruleInProgress is the waiting rule of a reward whose earlier attempt is still recent.
 const ruleInProgress = "in_progress"
 
-// one records, matches, decides and acts on one due reward.
-func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Summary) error {
+// one records, matches, decides and acts on one due reward. createdAfter is when the last
+// complete listing of the metric before this one started (zero: none), the lower bound of the
+// reward's creation if this is its first sighting. seen says whether the sighting was recorded.
+func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, createdAfter time.Time, sum *Summary) (seen bool, err error) {
 	now := s.now()
-	rec, err := s.Ledger.SeeDueReward(ctx, ledger.DueReward{ID: d.ID, RewardID: d.RewardID, RecipientID: d.RecipientID,
-		Metric: string(m), FirstSeenAt: now})
-	if err != nil {
-		return fmt.Errorf("record due reward %d: %w", d.ID, err)
+	if createdAfter.After(now) {
+		createdAfter = time.Time{} // a clock that went back: no bound rather than a wrong one
 	}
+	rec, err := s.Ledger.SeeDueReward(ctx, ledger.DueReward{ID: d.ID, RewardID: d.RewardID, RecipientID: d.RecipientID,
+		Metric: string(m), FirstSeenAt: now, CreatedAfter: createdAfter})
+	if err != nil {
+		return false, fmt.Errorf("record due reward %d: %w", d.ID, err)
+	}
+	if rec.State == ledger.RewardIssued || rec.State == ledger.RewardCanceled {
+		// Settled: never matched, never touched again.
+		dec := Decide(Facts{Settled: true}, s.Rules, now)
+		sum.Skipped++
+		s.log(ctx, m, d, nil, dec, "")
+		return true, nil
+	}
+	for range maxDecisions {
+		again, err := s.decideAndAct(ctx, m, d, rec, now, sum)
+		if !again {
+			return true, err
+		}
+	}
+	return true, fmt.Errorf("due reward %d: its qualification kept changing while the sweep decided", d.ID)
+}
+
+// maxDecisions bounds how often one reward is decided again in a run, after its qualification
+// was reversed between the decision and the start of the issue.
+const maxDecisions = 3
+
+// decideAndAct matches the reward, decides and acts. again says the decision to issue was
+// overtaken (the qualification was reversed before the issue could begin): nothing was done,
+// and the caller decides again from a fresh read.
+func (s *Sweeper) decideAndAct(ctx context.Context, m rf.Metric, d rf.DueReward, rec ledger.DueReward, now time.Time, sum *Summary) (again bool, err error) {
 	q, err := s.qualification(ctx, rec)
 	if err != nil {
-		return err
+		return false, err
 	}
-	facts := Facts{Metric: string(m), CanBeIssued: d.CanBeIssued, FirstSeenAt: rec.FirstSeenAt,
-		Settled: rec.State == ledger.RewardIssued || rec.State == ledger.RewardCanceled}
+	facts := Facts{Metric: string(m), CanBeIssued: d.CanBeIssued, FirstSeenAt: rec.FirstSeenAt}
 	if q != nil {
 		facts.Qualification = &Qualification{At: q.At, ReversedAt: q.ReversedAt}
 	}
@@ -37,23 +65,24 @@ func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Sum
 		// Only a reward about to be issued pays for the count.
 		n, err := s.Ledger.IssuedInMonth(ctx, d.RecipientID, now)
 		if err != nil {
-			return fmt.Errorf("rewards issued this month to %d: %w", d.RecipientID, err)
+			return false, fmt.Errorf("rewards issued this month to %d: %w", d.RecipientID, err)
 		}
 		facts.IssuedThisMonth = n
 		dec = Decide(facts, s.Rules, now)
 	}
 	switch dec.Action {
-	case Skip:
-		sum.Skipped++
-		s.log(ctx, m, d, q, dec, "")
 	case Wait:
 		sum.Waiting[dec.Rule]++
 		s.log(ctx, m, d, q, dec, "")
 	case Issue, Cancel:
-		out, err := s.act(ctx, dec.Action, m, d)
+		out, err := s.act(ctx, dec.Action, m, d, q)
+		if errors.Is(err, ledger.ErrQualificationReversed) {
+			s.log(ctx, m, d, q, dec, "not begun: the qualification was reversed meanwhile; decided again")
+			return true, nil
+		}
 		s.log(ctx, m, d, q, dec, out.describe(err))
 		if err != nil {
-			return err
+			return false, err
 		}
 		switch {
 		case out == acted && dec.Action == Issue:
@@ -70,28 +99,38 @@ func (s *Sweeper) one(ctx context.Context, m rf.Metric, d rf.DueReward, sum *Sum
 			sum.Waiting[ruleInProgress]++
 		}
 	}
-	return nil
+	return false, nil
 }
 
-// clockSkew is how far a qualification's recorded time may trail the first sighting of a
-// reward it produced: refbridge records a qualification just after RF has made its rewards due,
-// and the sweep's clock and the webhooks' may disagree a little.
+// clockSkew is the tolerance of every time comparison in matching: the sweep's, the webhooks'
+// and DynamoDB's clocks may disagree a little, and RF applies a call a moment after it began.
 const clockSkew = time.Minute
 
 // qualification returns the qualification behind the reward (nil: none), matching the reward
-// while it has none. A qualification backs at most one due reward per recipient and reward
-// definition (its slot), so the referrer's and the lead's rewards of one qualification both
-// stand on it.
+// while it has none. RF's due rewards name only the recipient and the reward definition, so the
+// match is inferred, by time and by slot:
 //
-//   - Not matched: the recipient's oldest qualification whose slot is free and which existed
-//     when the sweep first saw the reward (At ≤ FirstSeenAt + clockSkew). A reward can only come
-//     from a qualification that existed when it was due, so one that predates refbridge's
-//     qualifications (first seen by the first sweep after installation, say) never takes a later
-//     one's slot, and stays held from first sight. None → nil.
-//   - Matched (earlier, or just now): that qualification, unless it was reversed and the same
-//     lead has qualified again with the slot free: RF keeps the one due reward when a lead is
-//     unqualified and qualified again, so the match moves to the new qualification (its hold
-//     counts from there) instead of the reward being canceled.
+//   - Time. The reward was created in (CreatedAfter, FirstSeenAt]: after the sweep's previous
+//     complete listing of its metric started (it was not in it), and before the listing that
+//     first saw it. The qualification was made in [EarliestAt, At]. Only a qualification whose
+//     time overlaps the reward's (each bound widened by clockSkew) can have produced it. Without
+//     the lower bound, a slot RF never fills (a referrer's join reward has no qualification; a
+//     requalified lead whose reward was already issued gets no new one) stays free for ever, and
+//     a much later reward of another lead would take it, with that old qualification's hold and
+//     reversal. A reward first seen by the first sweep after installation has no lower bound
+//     (CreatedAfter zero): it may take any older qualification.
+//   - Slot. A qualification backs at most one due reward per recipient and reward definition,
+//     so the referrer's and the lead's rewards of one qualification both stand on it, and two
+//     rewards of one definition for one referrer need two qualifications.
+//
+// Of the candidates, the oldest (by At) whose slot is free takes it; none → nil, and the reward
+// is held from its first sighting. Unmatched rewards are tried again every run, so a
+// qualification recorded late (an RF webhook delivered late) still takes the rewards it made.
+//
+// A matched reward (earlier, or just now) stands on its qualification, unless that was reversed
+// and the same lead has qualified again with the slot free: RF keeps the one due reward when a
+// lead is unqualified and qualified again, so the match moves to the new qualification (its
+// hold counts from there) instead of the reward being canceled.
 func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*ledger.Qualification, error) {
 	qs, err := s.Ledger.QualificationsFor(ctx, rec.RecipientID)
 	if err != nil {
@@ -106,10 +145,9 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 		// whose qualification may have been reversed is worse than leaving it for a person.
 		return nil, fmt.Errorf("due reward %d: no recipient or reward definition (recipient %d, reward %d)", rec.ID, rec.RecipientID, rec.RewardID)
 	}
-	seenBy := rec.FirstSeenAt.Add(clockSkew)
 	for i := range qs {
-		if qs[i].At.After(seenBy) {
-			break // oldest first: every later one is younger than the reward too
+		if !couldHaveMade(qs[i], rec) {
+			continue
 		}
 		if held := qs[i].Slots[rec.RewardID]; held != 0 && held != rec.ID {
 			continue
@@ -135,6 +173,19 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 		return s.matched(ctx, rec, qs, slot)
 	}
 	return nil, nil
+}
+
+// couldHaveMade reports whether qualification q's possible time [EarliestAt, At] overlaps the
+// reward's possible creation (CreatedAfter, FirstSeenAt], within clockSkew either side.
+func couldHaveMade(q ledger.Qualification, r ledger.DueReward) bool {
+	earliest := q.EarliestAt
+	if earliest.IsZero() {
+		earliest = q.At
+	}
+	if earliest.After(r.FirstSeenAt.Add(clockSkew)) {
+		return false // made after the reward was first seen
+	}
+	return r.CreatedAfter.IsZero() || !q.At.Before(r.CreatedAfter.Add(-clockSkew))
 }
 
 // matched finds the qualification a matched reward stands on, moving the match to the lead's
@@ -197,8 +248,12 @@ func (o outcome) describe(err error) string {
 	return ""
 }
 
-// act issues or cancels once: intent → call → confirm.
-func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward) (outcome, error) {
+// act issues or cancels once: intent → call → confirm. An issue of a reward with a
+// qualification behind it is begun only if that qualification still stands, atomically with
+// the intent (BeginIntentIfStanding): a refund's reversal flow reverses the qualification before
+// it reads the rewards' intents, so either it sees this issue as begun, or the issue is refused
+// with ledger.ErrQualificationReversed and nothing is called.
+func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward, q *ledger.Qualification) (outcome, error) {
 	kind, call := ledger.IntentIssue, s.RF.IssueReward
 	if a == Cancel {
 		kind, call = ledger.IntentCancel, s.RF.CancelReward
@@ -208,8 +263,17 @@ func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward
 		return dryRun, nil
 	}
 	target := ledger.DueRewardTarget(d.ID)
-	in, err := s.Ledger.BeginIntent(ctx, ledger.Intent{Kind: kind, Target: target, Ref: "sweep"})
+	intent := ledger.Intent{Kind: kind, Target: target, Ref: "sweep"}
+	var in ledger.Intent
+	var err error
+	if a == Issue && q != nil {
+		in, err = s.Ledger.BeginIntentIfStanding(ctx, intent, q.Ref())
+	} else {
+		in, err = s.Ledger.BeginIntent(ctx, intent)
+	}
 	switch {
+	case errors.Is(err, ledger.ErrQualificationReversed):
+		return 0, err
 	case errors.Is(err, ledger.ErrIntentDone):
 		// Confirmed in RF, but the settlement was not recorded (a crash between the two).
 		return alreadyDone, s.settle(ctx, kind, d.ID, d.RecipientID, "")
@@ -275,9 +339,17 @@ func (s *Sweeper) settle(ctx context.Context, kind ledger.IntentKind, id, recipi
 	if rfStatus == rf.StatusCanceled || (rfStatus == "" && kind == ledger.IntentCancel) {
 		state = ledger.RewardCanceled
 	}
-	_, err := s.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: recipientID, State: state,
+	rec, err := s.Ledger.MarkRewardSettled(ctx, ledger.Settlement{ID: id, RecipientID: recipientID, State: state,
 		At: s.now(), By: ledger.SettledBySweep})
-	if err != nil && !errors.Is(err, ledger.ErrAlreadySettled) {
+	if errors.Is(err, ledger.ErrAlreadySettled) {
+		if rec.State != state {
+			// The ledger keeps its first record; RF did the other thing. Someone should look.
+			s.logger().WarnContext(ctx, "reward recorded settled differently from what the sweep just did in Referral Factory",
+				"reward", id, "recorded", string(rec.State), "recorded_by", rec.SettledBy, "done", string(state))
+		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("record reward %d %s: %w", id, state, err)
 	}
 	return nil

@@ -76,6 +76,13 @@ func TestDryRunByRequestWritesNothingToRF(t *testing.T) {
 		if _, err := e.ledger.LoadCheckpoint(ctx, Name+"-dry-run"); err != nil {
 			t.Fatalf("no dry-run checkpoint: %v", err)
 		}
+		// Nor the real listing times (the first, complete, rehearsal wrote its own).
+		if _, err := e.ledger.LoadCheckpoint(ctx, Name+"-listings"); !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatalf("the dry run wrote the real listing times: %v", err)
+		}
+		if _, err := e.ledger.LoadCheckpoint(ctx, Name+"-listings-dry-run"); err != nil {
+			t.Fatalf("no dry-run listing times: %v", err)
+		}
 	})
 }
 

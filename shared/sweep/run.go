@@ -28,6 +28,7 @@ type Ledger interface {
 	MarkRewardSettled(ctx context.Context, s ledger.Settlement) (ledger.DueReward, error)
 	IssuedInMonth(ctx context.Context, recipientID int64, month time.Time) (int, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
+	BeginIntentIfStanding(ctx context.Context, in ledger.Intent, q ledger.QualificationRef) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
 	TakeOverIntent(ctx context.Context, kind ledger.IntentKind, target string, seenAttempts int, staleBefore time.Time) (ledger.Intent, error)
 	PendingIntents(ctx context.Context, kind ledger.IntentKind) ([]ledger.Intent, error)
@@ -203,6 +204,10 @@ func (s *Sweeper) Run(ctx context.Context) (sum Summary, err error) {
 	if err != nil {
 		return sum, err
 	}
+	lists, err := s.loadListings(ctx)
+	if err != nil {
+		return sum, err
+	}
 	sum.Resumed = cp.Metric != ""
 	if err := s.reconcile(work, b, &sum); err != nil {
 		return sum, err
@@ -211,7 +216,7 @@ func (s *Sweeper) Run(ctx context.Context) (sum Summary, err error) {
 	if err := s.retryUnmatched(work, b, &sum); err != nil {
 		return sum, err
 	}
-	p := pass{s: s, b: b, sum: &sum, cp: cp}
+	p := pass{s: s, b: b, sum: &sum, cp: cp, lists: lists}
 	if err := p.run(work); err != nil {
 		sum.Checkpoint = p.cp.String()
 		if serr := s.saveCheckpoint(ctx, p.cp); serr != nil {
@@ -237,7 +242,8 @@ type pass struct {
 	b       budget
 	sum     *Summary
 	cp      checkpoint
-	stopped bool // for time, at cp
+	lists   listings // when the last complete listing of each metric started
+	stopped bool     // for time, at cp
 	handled int
 	failRun int // consecutive failures
 }
@@ -258,6 +264,7 @@ func (p *pass) run(ctx context.Context) error {
 			return nil
 		}
 		// Listed in full before any is acted on: issuing shifts RF's offset pages.
+		started := p.s.now()
 		due, err := p.s.RF.DueRewards(m, rf.ListOptions{PerPage: rf.MaxPerPage}).Collect(ctx)
 		if err != nil {
 			if outOfTime(ctx, err) {
@@ -273,39 +280,49 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		p.sum.Listed += len(due)
 		slices.SortFunc(due, func(a, b rf.DueReward) int { return cmp.Compare(a.ID, b.ID) })
+		// The listing is complete once every reward in it has had its sighting recorded in this
+		// run: only then does "first seen after it" mean "created after it started".
+		complete := true
 		for _, d := range due {
 			if m == p.cp.Metric && d.ID <= p.cp.AfterID {
-				continue // handled earlier in this pass
+				complete = false // handled earlier in this pass; seen then, but that is not known here
+				continue
 			}
 			if p.b.short() {
 				p.stopped = true
 				return nil
 			}
-			if err := p.one(ctx, m, d); err != nil || p.stopped {
+			seen, err := p.one(ctx, m, d)
+			if err != nil || p.stopped {
 				return err
 			}
+			complete = complete && seen
+		}
+		if complete {
+			p.s.saveListing(ctx, p.lists, m, started)
 		}
 		p.cp.Metric, p.cp.AfterID = next(metrics, m), 0
 	}
 	return nil
 }
 
-// one handles a due reward and moves the checkpoint past it.
-func (p *pass) one(ctx context.Context, m rf.Metric, d rf.DueReward) error {
-	err := p.s.one(ctx, m, d, p.sum)
+// one handles a due reward and moves the checkpoint past it. seen says its sighting was
+// recorded.
+func (p *pass) one(ctx context.Context, m rf.Metric, d rf.DueReward) (seen bool, _ error) {
+	seen, err := p.s.one(ctx, m, d, p.lists[m], p.sum)
 	if outOfTime(ctx, err) {
 		// Cut off mid-reward (the deadline, no rate-limit token before it, a cancel): the
 		// checkpoint stays before it, so the next run handles it again. An RF call that may
 		// have gone out left its intent pending, for the next run to reconcile.
 		p.stopped = true
-		return nil
+		return false, nil
 	}
 	if err != nil {
 		p.sum.Failed++
 		p.failRun++
 		p.s.logger().WarnContext(ctx, "sweep could not handle a due reward", "reward", d.ID, "metric", string(m), "error", err.Error())
 		if p.failRun >= maxConsecutiveFailures {
-			return fmt.Errorf("%w: %d in a row, the last: %w", ErrTooManyFailures, p.failRun, err)
+			return seen, fmt.Errorf("%w: %d in a row, the last: %w", ErrTooManyFailures, p.failRun, err)
 		}
 	} else {
 		p.failRun = 0
@@ -316,7 +333,7 @@ func (p *pass) one(ctx context.Context, m rf.Metric, d rf.DueReward) error {
 			p.s.logger().WarnContext(ctx, "sweep checkpoint not saved; continuing", "error", err.Error())
 		}
 	}
-	return nil
+	return seen, nil
 }
 
 // outOfTime reports whether the run's time is up: the context ended, or an operation gave up
@@ -408,6 +425,58 @@ func (s *Sweeper) saveCheckpoint(ctx context.Context, cp checkpoint) error {
 		return fmt.Errorf("sweep: save checkpoint (%s): %w", cp, err)
 	}
 	return nil
+}
+
+// listings says, per metric, when the sweep's last complete listing of it started: a complete
+// listing recorded every due reward RF had when it began, so a reward first seen in a later
+// listing was created after that start (its CreatedAfter). A metric never listed in full has
+// no entry: its rewards' first sightings have no lower bound. Saved as JSON {metric: RFC 3339}.
+type listings map[rf.Metric]time.Time
+
+// listingsName is the listings item's checkpoint name. A dry run keeps its own, as it keeps its
+// own checkpoint: its listings are complete too (its sightings are recorded), but a rehearsal
+// never writes what the real runs read.
+func (s *Sweeper) listingsName() string {
+	if s.DryRun {
+		return Name + "-listings-dry-run"
+	}
+	return Name + "-listings"
+}
+
+func (s *Sweeper) loadListings(ctx context.Context) (listings, error) {
+	out := listings{}
+	data, err := s.Ledger.LoadCheckpoint(ctx, s.listingsName())
+	if errors.Is(err, ledger.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sweep: load listings: %w", err)
+	}
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &out); err != nil {
+			// Without them, rewards first seen in this run have no lower bound: they match as
+			// they did before refbridge kept listings, never worse.
+			s.logger().WarnContext(ctx, "sweep listings unreadable; starting over", "error", err.Error())
+			return listings{}, nil
+		}
+	}
+	return out, nil
+}
+
+// saveListing records that the listing of m that started at started was complete. A failed
+// write is logged: the next complete listing records a later start, and meanwhile rewards get
+// an older lower bound, which is looser, never wrong.
+func (s *Sweeper) saveListing(ctx context.Context, lists listings, m rf.Metric, started time.Time) {
+	lists[m] = started.UTC()
+	data, err := json.Marshal(lists)
+	if err == nil {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		err = s.Ledger.SaveCheckpoint(wctx, s.listingsName(), data)
+	}
+	if err != nil {
+		s.logger().WarnContext(ctx, "sweep listing times not saved; continuing", "metric", string(m), "error", err.Error())
+	}
 }
 
 // report logs the run's summary: one line an operator can read, or query in CloudWatch.

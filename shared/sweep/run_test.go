@@ -53,11 +53,14 @@ type env struct {
 // seeded with the demo campaign, where Erin (lead 5, referred by Bob, user 2) is pending.
 func setup(t *testing.T, name string) env {
 	t.Helper()
-	e := env{ledger: ledger.NewMemory(), sim: rfsimtest.New(t), clock: &clock{t: time.Now().UTC()}}
+	e := env{sim: rfsimtest.New(t), clock: &clock{t: time.Now().UTC()}}
+	// The ledger keeps the decisions' clock, as wiring.WithClock sets it: intent times (which
+	// date refbridge's qualifications) and first sightings are then on one calendar.
+	e.ledger = ledger.NewMemory(ledger.WithClock(e.clock.Now))
 	var ls lease.Store = lease.NewMemory()
 	if name == "dynamodb" {
 		e.db, e.table = ddbtest.Table(t)
-		e.ledger, ls = ledger.NewDynamo(e.db, e.table), lease.NewDynamo(e.db, e.table)
+		e.ledger, ls = ledger.NewDynamo(e.db, e.table, ledger.WithClock(e.clock.Now)), lease.NewDynamo(e.db, e.table)
 	}
 	e.sim.SeedDemo(t)
 	log := logtest.Logger(t, "reward-sweep")
@@ -202,7 +205,7 @@ func TestReversedQualificationCancels(t *testing.T) {
 	both(t, func(t *testing.T, e env) {
 		ctx := context.Background()
 		id := qualifyErin(t, e, 3)
-		if _, err := e.ledger.Reverse(ctx, 5, e.clock.Now(), "refund"); err != nil {
+		if _, err := e.ledger.Reverse(ctx, ledger.QualificationRef{LeadID: 5, Seq: 1}, e.clock.Now(), "refund"); err != nil {
 			t.Fatal(err)
 		}
 		sum, err := e.s.Run(ctx)
@@ -227,6 +230,8 @@ func TestRecordedAsIssuedIsNeverIssuedAgain(t *testing.T) {
 			t.Fatalf("%+v %v", sum, err)
 		}
 		issuedToBob(t, e, e.clock.Now(), 1)
+		// Settled before the sweep saw it: skipped before matching, so it takes no slot.
+		matchedTo(t, e, id, ledger.QualificationRef{})
 	})
 }
 

@@ -122,7 +122,7 @@ func TestOneQualificationBacksEveryRecipientsReward(t *testing.T) {
 		}
 
 		// Erin is refunded: the qualification is reversed, and everything it backs is canceled.
-		if _, err := e.ledger.Reverse(ctx, erin, e.clock.Now(), "refund"); err != nil {
+		if _, err := e.ledger.Reverse(ctx, q.Ref(), e.clock.Now(), "refund"); err != nil {
 			t.Fatal(err)
 		}
 		e.run(t, "after the refund", func(s Summary) bool { return s.Canceled == 3 && s.Issued == 0 && s.Waiting["hold"] == 1 })
@@ -172,7 +172,7 @@ func TestRewardOlderThanTheQualificationIsNotMatchedToIt(t *testing.T) {
 		matchedTo(t, e, fays, q.Ref())
 		matchedTo(t, e, faysCoupon, q.Ref()) // first seen after it too (her join coupon)
 
-		if _, err := e.ledger.Reverse(ctx, int64(fay.ID), e.clock.Now(), "refund"); err != nil {
+		if _, err := e.ledger.Reverse(ctx, q.Ref(), e.clock.Now(), "refund"); err != nil {
 			t.Fatal(err)
 		}
 		e.run(t, "after Fay's refund", func(s Summary) bool { return s.Canceled == 2 && s.Issued == 0 && s.Waiting["hold"] == 2 })
@@ -244,7 +244,7 @@ func TestRequalifiedLeadKeepsItsReward(t *testing.T) {
 
 		// The refund (day 2) and the won dispute (day 3), with no sweep in between.
 		e.clock.Advance(2 * day)
-		if _, err := e.ledger.Reverse(ctx, erin, e.clock.Now(), "refund"); err != nil {
+		if _, err := e.ledger.Reverse(ctx, q1.Ref(), e.clock.Now(), "refund"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.sim.Server.Qualify(rfsim.UserRef{ID: erin}, false); err != nil {
@@ -314,13 +314,14 @@ func wantBacked(t *testing.T, e env, ref ledger.QualificationRef, ids ...int64) 
 func TestRequalifiedBeforeTheFirstSweep(t *testing.T) {
 	both(t, func(t *testing.T, e env) {
 		ctx := context.Background()
-		if _, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: erin, ReferrerID: bob, At: e.clock.Now().Add(-day),
-			Origin: ledger.OriginRefbridge}); err != nil {
+		q1, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: erin, ReferrerID: bob, At: e.clock.Now().Add(-day),
+			Origin: ledger.OriginRefbridge})
+		if err != nil {
 			t.Fatal(err)
 		}
 		e.sim.Qualify(t, erin)
 		bobs := oneNewDue(t, e.sim, "amount", bob, dollars25)
-		if _, err := e.ledger.Reverse(ctx, erin, e.clock.Now().Add(-time.Hour), "refund"); err != nil {
+		if _, err := e.ledger.Reverse(ctx, q1.Ref(), e.clock.Now().Add(-time.Hour), "refund"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.sim.Server.Qualify(rfsim.UserRef{ID: erin}, false); err != nil {
