@@ -46,6 +46,9 @@ type Event struct {
 	Livemode   bool
 	Created    time.Time
 	Object     json.RawMessage
+	// PreviousAttributes is data.previous_attributes (*.updated events only): the attributes
+	// that changed, with their values before the event; nil when the event has none.
+	PreviousAttributes map[string]any
 }
 
 // Verify checks the Stripe-Signature header against each secret (several during a rotation)
@@ -70,7 +73,7 @@ func Verify(payload []byte, sigHeader string, secrets []string, tolerance time.D
 				return Event{}, fmt.Errorf("%w: missing id, type or data.object", ErrMalformed)
 			}
 			return Event{ID: ev.ID, Type: string(ev.Type), APIVersion: ev.APIVersion, Livemode: ev.Livemode,
-				Created: time.Unix(ev.Created, 0).UTC(), Object: ev.Data.Raw}, nil
+				Created: time.Unix(ev.Created, 0).UTC(), Object: ev.Data.Raw, PreviousAttributes: ev.Data.PreviousAttributes}, nil
 		}
 		lastErr = err
 		// A header or timestamp problem is the same for every secret; only a signature that does
