@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/httpx"
@@ -127,18 +126,13 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 var errUnhandled = errors.New("event type not handled")
 
 // notAttributed is the reason a signup carrying a referral code was not attributed
-// (existing_referrer, self_referral, unknown_referral_code), "" for anything else: operators
-// watch these apart from Events, whose Outcome says only refused or unmatched.
+// (existing_referrer, self_referral, unknown_referral_code, rf_refused, lead_gone,
+// invalid_signup: referrals.NotAttributed), "" for anything else: operators watch these apart
+// from Events, whose Outcome says only refused, unmatched or ignored.
 func notAttributed(eventType string, s stored) string {
 	switch eventType {
 	case stripeevents.TypeCheckoutSessionComplete, stripeevents.TypeCustomerCreated, stripeevents.TypeCustomerUpdated:
-	default:
-		return ""
-	}
-	switch referrals.Outcome(s.Outcome) {
-	case referrals.Refused, referrals.Unmatched:
-		why, _, _ := strings.Cut(s.Reason, ":")
-		return why
+		return referrals.NotAttributed(referrals.Outcome(s.Outcome), s.Reason)
 	}
 	return ""
 }
@@ -174,6 +168,10 @@ func (h *Handler) decision(ev stripeevents.Event) (func(context.Context) (referr
 		}, err
 	case stripeevents.TypeCustomerCreated, stripeevents.TypeCustomerUpdated:
 		s, err := stripeevents.DecodeCustomer(ev.Object)
+		if ev.Type == stripeevents.TypeCustomerUpdated {
+			// An update that changed neither the email nor the code is not decided again.
+			s.Changes = stripeevents.ChangesOf(ev.PreviousAttributes)
+		}
 		return func(ctx context.Context) (referrals.Result, error) {
 			return h.Decisions.Signup(ctx, s)
 		}, err
