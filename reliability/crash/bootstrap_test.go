@@ -209,7 +209,7 @@ func TestCrashRealBootstrap(t *testing.T) {
 	t.Parallel()
 	var (
 		wg      sync.WaitGroup
-		sem     = make(chan struct{}, 3)
+		sem     = make(chan struct{}, len(bootCases))
 		mu      sync.Mutex
 		results = map[string]string{}
 	)
@@ -275,26 +275,35 @@ func crashBootstrap(t *testing.T, c bootCase) string {
 	w.sim.Server.ClearFaults()
 
 	var early, late string
+	checkEarly := time.Until(begun.Add(bootTimeout)) > time.Second
+	if !checkEarly {
+		early = "not checked (killed late)"
+		t.Logf("killed %s into the invocation: too close to its deadline to check the early redelivery", killedAfter)
+	}
 	if c.fn == "stripe-webhook" {
-		r := invokeURL(t, next, fixture(t, c.event), 30*time.Second)
-		if r.Code != 503 || !strings.Contains(r.Error, "being processed") {
-			t.Fatalf("redelivery before the killed invocation's deadline: %s, want 503 in progress", r)
+		if checkEarly {
+			r := invokeURL(t, next, fixture(t, c.event), 30*time.Second)
+			if r.Code != 503 || !strings.Contains(r.Error, "being processed") {
+				t.Fatalf("redelivery before the killed invocation's deadline: %s, want 503 in progress", r)
+			}
+			early = "503 in progress"
 		}
-		early = "503 in progress"
 		time.Sleep(time.Until(begun.Add(bootTimeout)) + 100*time.Millisecond)
-		r = invokeURL(t, next, fixture(t, c.event), 30*time.Second)
+		r := invokeURL(t, next, fixture(t, c.event), 30*time.Second)
 		if r.Code != 200 {
 			t.Fatalf("redelivery after the deadline: %s, want 200", r)
 		}
 		late = brief(r)
 	} else {
-		sum, ferr := invokeSweep(t, next, 30*time.Second)
-		if ferr != nil || sum.NotRun == "" {
-			t.Fatalf("run before the killed run's deadline: %+v %v, want not run (lease held)", sum, ferr)
+		if checkEarly {
+			sum, ferr := invokeSweep(t, next, 30*time.Second)
+			if ferr != nil || sum.NotRun == "" {
+				t.Fatalf("run before the killed run's deadline: %+v %v, want not run (lease held)", sum, ferr)
+			}
+			early = "not run: lease held"
 		}
-		early = "not run: lease held"
 		time.Sleep(time.Until(begun.Add(bootTimeout)) + 100*time.Millisecond)
-		sum, ferr = invokeSweep(t, next, 30*time.Second)
+		sum, ferr := invokeSweep(t, next, 30*time.Second)
 		if ferr != nil || !sum.Complete || sum.Failed != 0 || sum.NotRun != "" {
 			t.Fatalf("run after the deadline: %+v %v", sum, ferr)
 		}

@@ -148,7 +148,7 @@ var flows = []flow{
 
 // concurrentCases bounds how many crash cases run at once. The cases mostly wait (on DynamoDB
 // Local, on the sweep's lease), so they run side by side rather than -parallel's two at a time.
-const concurrentCases = 6
+const concurrentCases = 8
 
 // TestCrashAtEveryBoundary kills an invocation at every step boundary of every flow, then
 // delivers the same Stripe event again (or runs the sweep again) and checks the end state.
@@ -249,7 +249,7 @@ func firstWords(s string, n int) string {
 
 // deadRunTimeout is the crashing sweep run's deadline, which its lease lasts until. Short, since
 // the next run waits for it; long enough for the run to reach its boundary on a loaded machine.
-const deadRunTimeout = 3 * time.Second
+const deadRunTimeout = 4 * time.Second
 
 // crashSweep runs one sweep case and returns what the next runs did.
 func crashSweep(t *testing.T, f flow, b boundary) string {
@@ -266,9 +266,17 @@ func crashSweep(t *testing.T, f flow, b boundary) string {
 		t.Fatalf("the run ended without reaching the boundary: %+v %v", sum, err)
 	}
 	// At once: the dead run's lease stands until its deadline; the next run does nothing.
-	calls := len(w.sim.Server.Calls())
-	if sum, err := w.proc(t, nil).sweeper(t, f.rules).Run(context.Background()); !errors.Is(err, lease.ErrHeld) || len(w.sim.Server.Calls()) != calls {
-		t.Fatalf("run while the dead run's lease lasts: %+v %v, %d RF calls", sum, err, len(w.sim.Server.Calls())-calls)
+	early := "lease held, nothing done"
+	if time.Until(deadline) < time.Second {
+		// A machine so loaded that the dead run needed most of its time to reach the boundary:
+		// the lease may end before the check does.
+		early = "not checked (the boundary was reached late)"
+		t.Logf("the run reached its boundary %s before its deadline: the early run is not checked", time.Until(deadline))
+	} else {
+		calls := len(w.sim.Server.Calls())
+		if sum, err := w.proc(t, nil).sweeper(t, f.rules).Run(context.Background()); !errors.Is(err, lease.ErrHeld) || len(w.sim.Server.Calls()) != calls {
+			t.Fatalf("run while the dead run's lease lasts: %+v %v, %d RF calls", sum, err, len(w.sim.Server.Calls())-calls)
+		}
 	}
 	time.Sleep(time.Until(deadline) + 50*time.Millisecond)
 	run := func() sweep.Summary {
@@ -289,7 +297,7 @@ func crashSweep(t *testing.T, f flow, b boundary) string {
 		t.Fatalf("runs: +2m %+v; +1h %+v", second, last)
 	}
 	f.check(t, w, since, b)
-	return fmt.Sprintf("at once: lease held, nothing done; +2 min: %s; +1 h: %s", runBrief(second), runBrief(last))
+	return fmt.Sprintf("at once: %s; +2 min: %s; +1 h: %s", early, runBrief(second), runBrief(last))
 }
 
 func runBrief(s sweep.Summary) string {
