@@ -144,6 +144,30 @@ func invokeSweep(t *testing.T, rt *lambdaruntime.Runtime, timeout time.Duration)
 	return sum, nil
 }
 
+// warm lets a bootstrap finish its cold start with an invocation that touches no state: a
+// Stripe event of a type stripe-webhook does not handle, or a sweep payload aws-lambda-go
+// refuses before the handler runs. The crash then happens in a warm execution environment,
+// well before its deadline however loaded the machine is.
+func warm(t *testing.T, fn string, rt *lambdaruntime.Runtime) {
+	t.Helper()
+	if fn == "reward-sweep" {
+		res, err := rt.Invoke(t.Context(), []byte(`"warm up"`), 30*time.Second)
+		if err != nil || res.Error == nil {
+			t.Fatalf("warm-up: %+v %v, want a function error", res, err)
+		}
+		return
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(fixture(t, evInvoicePaid), &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev["id"], ev["type"] = "evt_warm_up", "invoice.created"
+	b, _ := json.Marshal(ev)
+	if r := invokeURL(t, rt, b, 30*time.Second); r.Code != 200 || r.Status != "ignored" {
+		t.Fatalf("warm-up: %s, want 200 ignored", r)
+	}
+}
+
 // bootCase is one crash of a real bootstrap: faults[0] makes RF apply a call and lose its
 // answer; faults[1] hangs the process's next RF call, and the process is killed (SIGKILL, as
 // Lambda ends a sandbox) while it waits in that call.
@@ -198,7 +222,7 @@ var bootCases = []bootCase{
 }
 
 // bootTimeout is the killed invocation's timeout: its lock (or lease) lasts until then.
-const bootTimeout = 4 * time.Second
+const bootTimeout = 5 * time.Second
 
 // TestCrashRealBootstrap kills the real bootstrap of each flow family while it is inside an RF
 // call, after RF applied the previous call of the flow whose answer was lost. A new execution
@@ -243,6 +267,8 @@ func crashBootstrap(t *testing.T, c bootCase) string {
 	env := bootEnv(w)
 	dying := start(t, c.fn, env, c.extra)
 	next := start(t, c.fn, env, c.extra) // the sandbox that gets the redelivery
+	warm(t, c.fn, dying)
+	warm(t, c.fn, next)
 	lost := w.addFault(t, c.faults[0])
 	hang := w.addFault(t, c.faults[1])
 	since := len(w.sim.Server.Calls())
@@ -366,6 +392,8 @@ func TestLambdaTimeoutBlocksRetriesOnlyUntilTheDeadline(t *testing.T) {
 	env := bootEnv(w)
 	stuck := start(t, "stripe-webhook", env, map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": proxy.URL})
 	other := start(t, "stripe-webhook", env, nil) // another execution environment, as Lambda scales out
+	warm(t, "stripe-webhook", stuck)
+	warm(t, "stripe-webhook", other)
 	hang := w.addFault(t, rfsim.Fault{Match: "PUT " + routeQualify, Latency: time.Minute, Count: 1})
 	payload := fixture(t, evInvoicePaid)
 	since := len(w.sim.Server.Calls())
