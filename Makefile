@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= shared/rfsim/demoseed.json
 
-.PHONY: run rfsim test vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
+.PHONY: run rfsim test soak-crash vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
 
 ## run: the demo: the Referral Factory simulator, refbridge in memory, signed sample events, the
 ## sweep, and the final state (no account anywhere)
@@ -22,6 +22,13 @@ test: fmt-check vet
 	rm -rf $(TESTLOGS) && mkdir -p $(TESTLOGS)
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 20m ./...
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) REFBRIDGE_SCAN_TEST_LOGS=1 $(GO) test -count=1 -run TestSuiteLogs ./shared/observe/logtest
+
+## soak-crash: the long variants of the crash and rate-limit suite (reliability/crash, see
+## docs/reliability-crash.md): REFBRIDGE_SOAK=1 runs its rate-limit burst at Referral Factory's
+## real limit and window (600 calls a minute, refbridge's share 500: about seven minutes), with
+## the crash tests alongside. make test scans the same code's logs; this target does not.
+soak-crash:
+	REFBRIDGE_SOAK=1 scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 30m -v ./reliability/crash/
 
 vet:
 	$(GO) vet ./...
