@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/ledger"
@@ -391,6 +392,43 @@ func (s *Sweeper) reconcile(ctx context.Context, b budget, sum *Summary) error {
 			case found:
 				sum.Reconciled++
 			}
+		}
+	}
+	return s.confirmCreatedLeads(ctx, b, sum)
+}
+
+// confirmCreatedLeads finishes the signups' create_lead intents whose lead the ledger already
+// holds: the signup stored the lead, then died before its confirm, and its later deliveries find
+// the lead and never come back to the intent. Those the ledger does not show are left to the
+// signup's next delivery, which reconciles them by searching RF.
+func (s *Sweeper) confirmCreatedLeads(ctx context.Context, b budget, sum *Summary) error {
+	pending, err := s.Ledger.PendingIntents(ctx, ledger.IntentCreateLead)
+	if err != nil {
+		return fmt.Errorf("pending %s intents: %w", ledger.IntentCreateLead, err)
+	}
+	for _, in := range pending {
+		if b.short() {
+			return nil
+		}
+		campaign, hash, ok := strings.Cut(in.Target, "#")
+		cid, err := strconv.ParseInt(campaign, 10, 64)
+		if !ok || err != nil || hash == "" {
+			s.logger().WarnContext(ctx, "sweep intent with an unreadable target", "kind", string(ledger.IntentCreateLead), "target", in.Target)
+			continue
+		}
+		leads, err := s.Ledger.LeadsByEmail(ctx, hash)
+		if err != nil {
+			return fmt.Errorf("leads of a pending signup: %w", err)
+		}
+		for _, l := range leads {
+			if l.CampaignID != cid {
+				continue
+			}
+			if _, err := s.Ledger.FinishIntent(ctx, ledger.IntentCreateLead, in.Target, ledger.IntentDone, ""); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+				return fmt.Errorf("confirm the signup of lead %d: %w", l.ID, err)
+			}
+			sum.Reconciled++
+			break
 		}
 	}
 	return nil
