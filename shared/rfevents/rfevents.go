@@ -103,15 +103,26 @@ func Parse(body []byte, contentType string, names FieldNames) (Identity, error) 
 		return ""
 	}
 	var id Identity
-	id.ID, _ = strconv.ParseInt(get("id"), 10, 64)
+	id.ID = number(get("id"))
 	id.Code = get("code")
 	id.Email = get("email")
-	id.CampaignID, _ = strconv.ParseInt(get("campaign"), 10, 64)
-	id.IssuedRewardID, _ = strconv.ParseInt(get("reward_id"), 10, 64)
+	id.CampaignID = number(get("campaign"))
+	id.IssuedRewardID = number(get("reward_id"))
 	if !id.Usable() {
 		return Identity{}, fmt.Errorf("%w: looked for %s", ErrNoIdentity, lookedFor(names))
 	}
 	return id, nil
+}
+
+// number reads an id; anything that is not one, an out-of-range number included, is 0 (absent).
+// strconv.ParseInt answers a number beyond int64 with the largest int64 and an error, which
+// must not name a user or a reward.
+func number(s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // lookedFor lists the names searched, for the 400 answer.

@@ -67,6 +67,10 @@ func TestParse(t *testing.T) {
 		{"a renamed field replaces the defaults", `{"code":"default","ref":"chosen"}`, "application/json", FieldNames{"code": "ref"},
 			Identity{Code: "chosen"}, false},
 		{"no identity", `{"first_name":"Ann"}`, "application/json", nil, Identity{}, true},
+		// A number beyond int64 is no number (ParseInt would clamp it to the largest int64).
+		{"ids beyond int64", `{"id":9223372036854775808,"code":"x","campaign_id":"99999999999999999999","reward_issued_id":1e3}`,
+			"application/json", nil, Identity{Code: "x"}, false},
+		{"only an id beyond int64", `{"id":99999999999999999999}`, "application/json", nil, Identity{}, true},
 		{"not JSON", `{"id":`, "application/json", nil, Identity{}, true},
 		{"bad form", "%zz", "application/x-www-form-urlencoded", nil, Identity{}, true},
 	}
