@@ -147,9 +147,11 @@ func flatten(body []byte, contentType string) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("form body: %w", err)
 		}
+		// A field given twice counts once, with its last value, as in a JSON body (encoding/json
+		// keeps the last): the same delivery names the same user in either encoding.
 		out := make(map[string]string, len(q))
 		for k, v := range q {
-			out[k] = v[0]
+			out[k] = v[len(v)-1]
 		}
 		return out, nil
 	}

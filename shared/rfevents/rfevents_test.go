@@ -73,6 +73,10 @@ func TestParse(t *testing.T) {
 		{"only an id beyond int64", `{"id":99999999999999999999}`, "application/json", nil, Identity{}, true},
 		{"not JSON", `{"id":`, "application/json", nil, Identity{}, true},
 		{"bad form", "%zz", "application/x-www-form-urlencoded", nil, Identity{}, true},
+		// A field given twice: its last value, in either encoding.
+		{"form with a duplicate key", "code=first&code=last", "application/x-www-form-urlencoded", nil, Identity{Code: "last"}, false},
+		{"JSON with a duplicate key", `{"code":"first","code":"last"}`, "application/json", nil, Identity{Code: "last"}, false},
+		{"form whose duplicate key ends empty", "code=first&code=", "application/x-www-form-urlencoded", nil, Identity{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
