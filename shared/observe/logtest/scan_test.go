@@ -27,7 +27,7 @@ func TestSuiteLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The packages whose handlers log: a run that wrote none of them proves nothing.
-	for _, pkg := range []string{"stripewebhook", "rfwebhook", "sweep", "referrals", "refbridge", "runtime"} {
+	for _, pkg := range []string{"stripewebhook", "rfwebhook", "sweep", "referrals", "refbridge", "runtime", "security"} {
 		found := false
 		for _, f := range files {
 			found = found || strings.HasPrefix(filepath.Base(f), pkg+"-")
