@@ -221,11 +221,11 @@ func catalogue(t *testing.T) []row {
 		rfRow("a kind in another case", rfJSON("Lead-Created", `{"referral_code":"eRiNlEad"}`, rfAuth), fail(404, "unknown webhook kind")),
 
 		// ----- RF: the body -----
-		rfRow("empty body", rfJSON("lead-created", ``, rfAuth), fail(400, "JSON body")),
-		rfRow("truncated JSON", rfJSON("lead-created", `{"referral_code":"eRiN`, rfAuth), fail(400, "JSON body")),
-		rfRow("invalid JSON", rfJSON("lead-created", `{referral_code: eRiNlEad}`, rfAuth), fail(400, "JSON body")),
-		rfRow("a JSON array", rfJSON("lead-created", `[{"referral_code":"eRiNlEad"}]`, rfAuth), fail(400, "JSON body")),
-		rfRow("deeply nested JSON (100 000 levels)", rfJSON("lead-created", `{"data":`+nested(100_000)+`}`, rfAuth), fail(400, "JSON body")),
+		rfRow("empty body", rfJSON("lead-created", ``, rfAuth), fail(400, "malformed JSON body")),
+		rfRow("truncated JSON", rfJSON("lead-created", `{"referral_code":"eRiN`, rfAuth), fail(400, "malformed JSON body")),
+		rfRow("invalid JSON", rfJSON("lead-created", `{referral_code: eRiNlEad}`, rfAuth), fail(400, "malformed JSON body")),
+		rfRow("a JSON array", rfJSON("lead-created", `[{"referral_code":"eRiNlEad"}]`, rfAuth), fail(400, "malformed JSON body")),
+		rfRow("deeply nested JSON (100 000 levels)", rfJSON("lead-created", `{"data":`+nested(100_000)+`}`, rfAuth), fail(400, "malformed JSON body")),
 		rfRow("the identity nested deeper than data or user", rfJSON("lead-created", `{"data":{"user":{"referral_code":"eRiNlEad"}}}`, rfAuth), fail(400, lookedFor)),
 		rfRow("over 1 MiB, without the secret (the size is checked first)", rfJSON("lead-created", big, nil), fail(413, "1 MiB")),
 		rfRow("invalid base64", fixed(func() events.LambdaFunctionURLRequest {
@@ -239,9 +239,9 @@ func catalogue(t *testing.T) []row {
 		rfRow("an id beyond int64", rfJSON("lead-created", `{"id":99999999999999999999999}`, rfAuth), fail(400, lookedFor)),
 		rfRow("reward-issued whose reward_issued_id is beyond int64", rfJSON("reward-issued", `{"referral_code":"aLiCeRef","reward_issued_id":9223372036854775808}`, rfAuth), fail(400, "reward_issued_id")),
 		rfRow("reward-issued whose reward_issued_id is not a number", rfJSON("reward-issued", `{"referral_code":"aLiCeRef","reward_issued_id":"five"}`, rfAuth), fail(400, "reward_issued_id")),
-		rfRow("a form body sent as JSON", rfJSON("lead-created", `referral_code=eRiNlEad`, rfAuth), fail(400, "JSON body")),
+		rfRow("a form body sent as JSON", rfJSON("lead-created", `referral_code=eRiNlEad`, rfAuth), fail(400, "malformed JSON body")),
 		rfRow("a JSON body sent as a form", rfForm("lead-created", `{"referral_code":"eRiNlEad"}`), fail(400, lookedFor)),
-		rfRow("a form with invalid percent-encoding", rfForm("lead-created", `referral_code=%zz`), fail(400, "form body")),
+		rfRow("a form with invalid percent-encoding", rfForm("lead-created", `referral_code=%zz`), fail(400, "malformed form body")),
 		rfRow("a form with a duplicate key whose last value is empty", rfForm("lead-created", `referral_code=eRiNlEad&referral_code=`), fail(400, lookedFor)),
 		// Valid, so RF is asked: a key given twice counts once, with its last value, in a form
 		// as in JSON (encoding/json keeps the last), so both encodings name the same user.

@@ -2,14 +2,32 @@ package security
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/stripe/stripe-go/v79/webhook"
 
 	"github.com/refbridge/refbridge/shared/httpx"
+	"github.com/refbridge/refbridge/shared/rfevents"
 )
+
+// refusals are every error answer the two functions give to a request refused before any work:
+// fixed texts, or the field names the RF admin configured (none here), nothing from the request.
+func refusals() []string {
+	var out []string
+	for _, err := range []error{webhook.ErrNotSigned, webhook.ErrInvalidHeader, webhook.ErrNoValidSignature, webhook.ErrTooOld} {
+		out = append(out, "invalid Stripe-Signature: "+err.Error())
+	}
+	_, noIdentity := rfevents.Parse([]byte(`{}`), "application/json", nil)
+	return append(out, "malformed event", "data.object does not match the event type", "body over 1 MiB", "body is not valid base64",
+		"unauthorized", "unknown webhook kind: use referrer-joined, lead-created, lead-qualified or reward-issued",
+		rfevents.ErrMalformedJSON.Error(), rfevents.ErrMalformedForm.Error(), noIdentity.Error(),
+		"reward-issued without the issued reward's id (reward_issued_id)")
+}
 
 // canary marks what a sender put in a request; canaryEmail is an address nobody has.
 const (
@@ -68,6 +86,10 @@ func TestErrorAnswersEchoNoInput(t *testing.T) {
 		}
 		if resp.StatusCode < 400 {
 			t.Errorf("%s: %d %s, want an error answer", name, resp.StatusCode, resp.Body)
+		}
+		var body struct{ Error string }
+		if err := json.Unmarshal([]byte(resp.Body), &body); err != nil || !slices.Contains(refusals(), body.Error) {
+			t.Errorf("%s: %s is not one of refbridge's own refusals", name, resp.Body)
 		}
 		low := strings.ToLower(resp.Body)
 		if strings.Contains(low, strings.ToLower(canary)) || strings.Contains(low, "canary") || strings.Contains(resp.Body, "@") {

@@ -86,6 +86,14 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
+	for body, want := range map[string]error{`{"id":`: ErrMalformedJSON, `[1]`: ErrMalformedJSON, ``: ErrMalformedJSON} {
+		if _, err := Parse([]byte(body), "application/json", nil); !errors.Is(err, want) {
+			t.Errorf("%q: %v, want %v", body, err, want)
+		}
+	}
+	if _, err := Parse([]byte("code=%zz"), "application/x-www-form-urlencoded", nil); !errors.Is(err, ErrMalformedForm) {
+		t.Errorf("bad form: %v", err)
+	}
 	_, err := Parse([]byte(`{"name":"x"}`), "application/json", FieldNames{"email": "mail"})
 	if !errors.Is(err, ErrNoIdentity) || !strings.Contains(err.Error(), "email (mail)") || !strings.Contains(err.Error(), "code (code, referral_code") {
 		t.Fatalf("the error must name the fields looked for: %v", err)
