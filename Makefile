@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= shared/rfsim/demoseed.json
 
-.PHONY: run rfsim test soak-crash vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
+.PHONY: run rfsim test fuzz soak-crash vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
 
 ## run: the demo: the Referral Factory simulator, refbridge in memory, signed sample events, the
 ## sweep, and the final state (no account anywhere)
@@ -16,12 +16,37 @@ rfsim:
 
 ## test: formatting, go vet and the whole suite with the race detector, against DynamoDB Local
 ## (installed from package-lock.json and started on loopback by scripts/dynamodb-local, then stopped);
-## then every log line the suite wrote is scanned for test secrets and unmasked emails
+## then every log line the suite wrote is scanned for test secrets and unmasked emails, and every
+## fuzz target runs for FUZZ_CI_TIME
 TESTLOGS ?= $(CURDIR)/.testlogs
 test: fmt-check vet
 	rm -rf $(TESTLOGS) && mkdir -p $(TESTLOGS)
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 20m ./...
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) REFBRIDGE_SCAN_TEST_LOGS=1 $(GO) test -count=1 -run TestSuiteLogs ./shared/observe/logtest
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_CI_TIME)
+
+## fuzz: every fuzz target, one after another, each for FUZZTIME (make fuzz FUZZTIME=10m). An input
+## that fails is saved in the package's testdata/fuzz/<target>/: commit it, and plain go test
+## replays it for ever. FUZZ_TARGETS is the one list of targets: security's
+## TestFuzzTargetsAreListed fails when a func Fuzz… in the repository is missing from it.
+FUZZTIME ?= 30s
+FUZZ_CI_TIME ?= 3s
+FUZZMINIMIZETIME ?= 1s
+FUZZ_TARGETS = \
+	shared/stripeevents:FuzzVerify \
+	shared/stripeevents:FuzzDecodeObject \
+	shared/rfevents:FuzzParse \
+	shared/rfevents:FuzzAuthorized \
+	shared/rfevents:FuzzKindFromPath \
+	shared/httpx:FuzzFunctionURL \
+	shared/config:FuzzParseThreshold \
+	shared/config:FuzzLoad \
+	shared/ledger:FuzzEmail
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t#*:} in ./$${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./$${t%%:*}; \
+	done
 
 ## soak-crash: the long variants of the crash and rate-limit suite (reliability/crash, see
 ## docs/reliability-crash.md): REFBRIDGE_SOAK=1 runs its rate-limit burst at Referral Factory's

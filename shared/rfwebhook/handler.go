@@ -94,7 +94,8 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	}
 	id, err := rfevents.Parse(r.Body, r.Header["content-type"], h.Fields)
 	if err != nil {
-		return httpx.Outcome{Kind: httpx.Invalid, Reason: err.Error()}
+		log.WarnContext(ctx, "rf webhook body refused", "kind", string(kind), "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: invalidBody(err)}
 	}
 	if kind == rfevents.RewardIssued && id.IssuedRewardID <= 0 {
 		return httpx.Outcome{Kind: httpx.Invalid, Reason: "reward-issued without the issued reward's id (reward_issued_id)"}
@@ -154,6 +155,19 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		kindOut = httpx.Ignored
 	}
 	return httpx.Outcome{Kind: kindOut, Reason: s.Reason}
+}
+
+// invalidBody says what was wrong with a body in refbridge's words: which encoding failed (the
+// parser's detail, which may quote the body, stays in the logs), or the field names looked for,
+// which are the admin's (RF_WEBHOOK_FIELDS), never the sender's.
+func invalidBody(err error) string {
+	switch {
+	case errors.Is(err, rfevents.ErrMalformedJSON):
+		return rfevents.ErrMalformedJSON.Error()
+	case errors.Is(err, rfevents.ErrMalformedForm):
+		return rfevents.ErrMalformedForm.Error()
+	}
+	return err.Error()
 }
 
 // qualifiedLead reports whether RF shows the user as a qualified lead.
