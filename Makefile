@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= shared/rfsim/demoseed.json
 
-.PHONY: run rfsim test vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
+.PHONY: run rfsim test soak vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
 
 ## run: the demo: the Referral Factory simulator, refbridge in memory, signed sample events, the
 ## sweep, and the final state (no account anywhere)
@@ -22,6 +22,13 @@ test: fmt-check vet
 	rm -rf $(TESTLOGS) && mkdir -p $(TESTLOGS)
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 20m ./...
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) REFBRIDGE_SCAN_TEST_LOGS=1 $(GO) test -count=1 -run TestSuiteLogs ./shared/observe/logtest
+
+## soak: the reliability suite's long variants (docs/reliability.md), against DynamoDB Local:
+## 10,000 events under concurrency, and every fault kind at 10% and 50% on 3,000 events, each
+## for SOAK_ROUNDS seeds (REFBRIDGE_RELIABILITY_SEED replays one); the figures are printed
+SOAK_ROUNDS ?= 2
+soak:
+	REFBRIDGE_SOAK=1 REFBRIDGE_SOAK_ROUNDS=$(SOAK_ROUNDS) scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 3h -v ./reliability/
 
 vet:
 	$(GO) vet ./...
