@@ -238,7 +238,7 @@ func report(r run, seed uint64, w *Workload, exp *expected, ds deliveryStats, ss
 	p("  RF: %d qualifications, %d unqualifications (%d repeated PUTs setting what RF had), %d rewards issued, %d canceled; issue calls %d, cancel calls %d",
 		out.PutQualify, out.PutUnqualify, out.PutRepeats, out.Issued, out.Canceled, out.IssueCalls, out.CancelCalls)
 	if len(out.OrphanIntents) > 0 {
-		p("  qualify intents left pending, their qualification recorded by RF's webhook: %d %v", len(out.OrphanIntents), out.OrphanIntents)
+		p("  qualify intents left pending, their qualification recorded by RF's webhook: %d %v", len(out.OrphanIntents), out.OrphanIntents[:min(5, len(out.OrphanIntents))])
 	}
 	p("  mismatches: %d; the run took %s", len(out.Mismatches), took.Round(time.Millisecond))
 	return b.String()
@@ -254,21 +254,21 @@ func report(r run, seed uint64, w *Workload, exp *expected, ds deliveryStats, ss
 // on its own too, on bigger streams.
 func TestRecoversFromFaults(t *testing.T) {
 	parallel(t)
-	events, sweeps := 120, 1
+	events, sweeps, window := 120, 1, 6*time.Second
 	if soak() {
-		events, sweeps = 3000, 3
+		events, sweeps, window = 3000, 3, 30*time.Second
 	}
 	base := options{senders: 32, reqTimeout: 3 * time.Second, faultySweeps: sweeps, faultySweepTimeout: 6 * time.Second}
 	runs := []run{
 		{name: "rf+dynamodb-10%", faults: faults{rf: 0.10, ddb: 0.10}},
-		{name: "rf+dynamodb-50%", faults: faults{rf: 0.50, ddb: 0.50}, opts: options{ddbFaultsFor: 6 * time.Second}},
+		{name: "rf+dynamodb-50%", faults: faults{rf: 0.50, ddb: 0.50}, opts: options{ddbFaultsFor: window}},
 	}
 	if soak() {
 		runs = append(runs,
 			run{name: "rf-10%", faults: faults{rf: 0.10}},
 			run{name: "rf-50%", faults: faults{rf: 0.50}},
 			run{name: "dynamodb-10%", faults: faults{ddb: 0.10}},
-			run{name: "dynamodb-50%", faults: faults{ddb: 0.50}, opts: options{ddbFaultsFor: 30 * time.Second}},
+			run{name: "dynamodb-50%", faults: faults{ddb: 0.50}, opts: options{ddbFaultsFor: window}},
 		)
 	}
 	for i, r := range runs {

@@ -223,7 +223,9 @@ func newWorkload(t testing.TB, seed uint64, sz size) *Workload {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	w := &Workload{Seed: seed, Size: sz, People: map[int]*person{}, Dups: map[*Event]bool{}}
-	leads := max(60, sz.Events*3/10)
+	// About 3 leads for every 10 events (300 for 1,000), at most 1,200: the simulator searches
+	// users by reading every one of them, and bigger streams then add customers RF does not know.
+	leads := min(max(60, sz.Events*3/10), 1200)
 	referrers := max(8, leads*2/15)
 
 	// The campaign: $25 to the referrer and a welcome coupon to the friend, both earned when
