@@ -162,8 +162,9 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	return httpx.Outcome{Kind: kindOut, Reason: s.Reason}
 }
 
-// errReversalUnfinished: the lead's newest qualification in the ledger is reversed, and RF's
-// qualified state cannot be told apart from the one that reversal has not yet undone.
+// errReversalUnfinished: the lead's newest qualification in the ledger is reversed (or became
+// so while the webhook was decided), and RF's qualified state cannot be told apart from the one
+// that reversal has not yet undone.
 var errReversalUnfinished = errors.New("the lead's qualification is reversed in the ledger and RF's may not be undone yet")
 
 // qualifiedSinceReversal decides a lead-qualified webhook for a lead whose newest qualification
@@ -294,6 +295,10 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 		if !u.IsLead() || !u.Qualified() {
 			return result{"ignored", "Referral Factory does not have this user as a qualified lead"}, nil
 		}
+		// The generation this decision is about: the first, or the one after a reversal whose
+		// unqualify is done. The ledger refuses it (ErrConflict) if another was recorded, or
+		// this one reversed, since the read: RF retries, and the webhook is decided again.
+		next := int64(1)
 		latest, err := h.Ledger.LatestQualification(ctx, u.ID)
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
@@ -305,16 +310,20 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 			if u, err = h.qualifiedSinceReversal(ctx, latest); err != nil {
 				return result{}, err
 			}
+			next = latest.Seq + 1
 		}
 		// RF gives a date only. The hold counts from when refbridge learned of the
 		// qualification, never earlier, so it is never shortened; but RF made it on that date,
 		// possibly before the sweep first saw the rewards it produced, so the sweep may tie them
 		// to it from the date's start (EarliestAt).
 		now := h.now()
-		_, err = h.Ledger.Qualify(ctx, ledger.Qualification{LeadID: u.ID, ReferrerID: u.ReferrerID, At: now,
+		_, err = h.Ledger.Qualify(ctx, ledger.Qualification{LeadID: u.ID, Seq: next, ReferrerID: u.ReferrerID, At: now,
 			EarliestAt: qualifiedFrom(u.QualifiedAt, now), Origin: ledger.OriginRFWebhook, Rule: "rf_webhook"})
 		if errors.Is(err, ledger.ErrAlreadyQualified) {
 			return result{"processed", "qualification already recorded"}, nil
+		}
+		if errors.Is(err, ledger.ErrConflict) {
+			return result{}, fmt.Errorf("lead %d: the ledger's qualifications changed since they were read: %w", u.ID, errReversalUnfinished)
 		}
 		if err != nil {
 			return result{}, fmt.Errorf("record qualification of lead %d: %w", u.ID, err)

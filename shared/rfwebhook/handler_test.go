@@ -393,3 +393,53 @@ func TestLeadQualifiedDuringRefbridgesReversalIsRetried(t *testing.T) {
 		latestStands(true)
 	})
 }
+
+// afterRead runs a hook right after the handler reads a lead's latest qualification: what a
+// concurrent delivery may do between that read and the handler's write.
+type afterRead struct {
+	Ledger
+	hook func()
+}
+
+func (a *afterRead) LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error) {
+	q, err := a.Ledger.LatestQualification(ctx, leadID)
+	if a.hook != nil {
+		a.hook()
+		a.hook = nil
+	}
+	return q, err
+}
+
+// The same as the read in the reliability suite's seed 173268885941312 (soak, DynamoDB
+// throttling stretching the gap): the handler finds no qualification of Erin, and before it
+// records RF's, refbridge records its own and reverses it (a refund). The webhook's decision
+// was about the first generation: it must not become a standing second one.
+func TestLeadQualifiedRacingAReversalIsRetried(t *testing.T) {
+	var wrappers sync.Map // the store → its wrapper, one per subtest
+	bothWith(t, func(h *Handler) {
+		w := &afterRead{Ledger: h.Ledger}
+		wrappers.Store(h.Ledger, w)
+		h.Ledger = w
+	}, func(t *testing.T, e env) {
+		ctx := context.Background()
+		v, _ := wrappers.Load(e.ledger)
+		wrapped := v.(*afterRead)
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		e.sim.Qualify(t, 5)
+		wrapped.hook = func() {
+			q1, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: 5, ReferrerID: 2, Origin: ledger.OriginRefbridge})
+			if err == nil {
+				_, err = e.ledger.Reverse(ctx, q1.Ref(), time.Time{}, "refund")
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 {
+			t.Fatalf("a qualification recorded and reversed since the read: %d %s", s, b)
+		}
+		if q, err := e.ledger.LatestQualification(ctx, 5); err != nil || q.Seq != 1 || q.Standing() {
+			t.Fatalf("Erin's latest qualification: %+v %v, want generation 1, reversed", q, err)
+		}
+	})
+}
