@@ -204,6 +204,7 @@ type delivery struct {
 	ev        *Event
 	dup       bool
 	attempts  int
+	status    int // the last answer
 	notBefore time.Time
 	taken     bool
 }
@@ -307,6 +308,24 @@ func (s *scheduler) done(d *delivery, ok bool, rng *rand.Rand) {
 	}
 }
 
+// pending describes up to n deliveries not answered 2xx yet.
+func (s *scheduler) pending(n int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, d := range append(append([]*delivery{}, s.retry...), s.queue...) {
+		if len(out) == n {
+			break
+		}
+		if d.status >= 200 && d.status < 300 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s (customer %s, phase %d, released %d): %d attempt(s), last answer %d",
+			d.ev.Type, d.ev.ID, custID(d.ev), d.ev.Phase, s.released[d.ev.Customer], d.attempts, d.status))
+	}
+	return out
+}
+
 // deliveryStats are the senders' figures.
 type deliveryStats struct {
 	Events, Duplicates, Deliveries, Attempts int
@@ -323,7 +342,11 @@ type deliveryStats struct {
 func (s *system) deliver(w *Workload) deliveryStats {
 	t := s.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	limit := 8 * time.Minute
+	if soak() {
+		limit = 45 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(w.Seed, 7))
 	sch := newScheduler(w, rng)
@@ -357,6 +380,7 @@ func (s *system) deliver(w *Workload) deliveryStats {
 				d.attempts++
 				faulty := s.faulty()
 				status := s.send(ctx, hc, d.ev)
+				d.status = status
 				mu.Lock()
 				st.Attempts++
 				if faulty {
@@ -380,7 +404,7 @@ func (s *system) deliver(w *Workload) deliveryStats {
 	st.Sweeps = <-sweepsDone
 	st.Duration = time.Since(start)
 	if ctx.Err() != nil {
-		t.Fatalf("the stream was not delivered in time: %d deliveries outstanding; stuck: %v", sch.outstanding, stuck)
+		t.Fatalf("the stream was not delivered in %s: %d deliveries outstanding, e.g. %s", limit, sch.outstanding, strings.Join(sch.pending(10), "; "))
 	}
 	if len(stuck) > 0 {
 		t.Errorf("deliveries that needed 200+ attempts: %v", stuck)
