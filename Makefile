@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= shared/rfsim/demoseed.json
 
-.PHONY: run rfsim test fuzz soak-crash vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
+.PHONY: run rfsim test fuzz soak soak-crash vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
 
 ## run: the demo: the Referral Factory simulator, refbridge in memory, signed sample events, the
 ## sweep, and the final state (no account anywhere)
@@ -49,11 +49,21 @@ fuzz:
 	done
 
 ## soak-crash: the long variants of the crash and rate-limit suite (reliability/crash, see
-## docs/reliability-crash.md): REFBRIDGE_SOAK=1 runs its rate-limit burst at Referral Factory's
+## docs/reliability.md): REFBRIDGE_SOAK=1 runs its rate-limit burst at Referral Factory's
 ## real limit and window (600 calls a minute, refbridge's share 500: about seven minutes), with
 ## the crash tests alongside. make test scans the same code's logs; this target does not.
 soak-crash:
 	REFBRIDGE_SOAK=1 scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 30m -v ./reliability/crash/
+
+## soak: the reliability suite's long variants (docs/reliability.md), against DynamoDB Local:
+## 10,000 events under concurrency, and every fault kind at 10% and 50% on 3,000 events, each
+## for SOAK_ROUNDS seeds (REFBRIDGE_RELIABILITY_SEED replays one); the figures are printed.
+## Without the race detector, which make test runs on the same code at the default sizes.
+SOAK_ROUNDS ?= 2
+## Then the crash and rate-limit suite's long variants (soak-crash).
+soak:
+	REFBRIDGE_SOAK=1 REFBRIDGE_SOAK_ROUNDS=$(SOAK_ROUNDS) scripts/dynamodb-local run $(GO) test -count=1 -timeout 3h -v ./reliability/
+	@$(MAKE) --no-print-directory soak-crash
 
 vet:
 	$(GO) vet ./...

@@ -1,5 +1,5 @@
 // Package crash is refbridge's crash and rate-limit reliability suite (issue 9, parts 3 and 4).
-// It holds tests only; docs/reliability-crash.md says what they run and what was observed.
+// It holds tests only; docs/reliability.md says what they run and what was observed.
 //
 //   - TestCrashAtEveryBoundary kills an in-process invocation at every step boundary of every
 //     flow (invoice.paid → qualify, refund → unqualify, won dispute → requalify, signup → create

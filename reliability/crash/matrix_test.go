@@ -20,10 +20,6 @@ import (
 type boundary struct {
 	name string
 	hook hook
-	// leftover is an intent kind this case leaves pending for ever although its effect is done
-	// and recorded: a known gap, reported in docs/reliability-crash.md. The check accepts it
-	// pending or done (so a fix passes too).
-	leftover ledger.IntentKind
 }
 
 // flow is one of refbridge's flows that change Referral Factory, with its step boundaries in the
@@ -52,7 +48,7 @@ var (
 )
 
 // flows is the crash matrix: every flow that changes RF, every step boundary of it. docs/
-// reliability-crash.md reproduces this table.
+// docs/reliability.md reproduces this table.
 var flows = []flow{
 	{
 		name:  "invoice.paid → qualify",
@@ -393,10 +389,6 @@ func erinQualifiedInRF(t *testing.T, w *world) bool {
 func intentDone(t *testing.T, w *world, kind ledger.IntentKind, target string, b boundary) {
 	t.Helper()
 	in, err := w.ledger.IntentOf(context.Background(), kind, target)
-	if err == nil && in.Status == ledger.IntentPending && kind == b.leftover {
-		t.Logf("known gap: the %s intent %s stays pending although its effect is done and recorded", kind, target)
-		return
-	}
 	if err != nil || in.Status != ledger.IntentDone {
 		t.Fatalf("%s intent %s: %+v %v, want done", kind, target, in, err)
 	}
@@ -406,9 +398,6 @@ func noPendingIntents(t *testing.T, w *world, b boundary) {
 	t.Helper()
 	for _, k := range []ledger.IntentKind{ledger.IntentQualify, ledger.IntentUnqualify, ledger.IntentIssue, ledger.IntentCancel, ledger.IntentCreateLead} {
 		p, err := w.ledger.PendingIntents(context.Background(), k)
-		if k == b.leftover && err == nil && len(p) <= 1 {
-			continue
-		}
 		if err != nil || len(p) != 0 {
 			t.Fatalf("pending %s intents: %+v %v", k, p, err)
 		}
