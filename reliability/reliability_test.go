@@ -237,9 +237,6 @@ func report(r run, seed uint64, w *Workload, exp *expected, ds deliveryStats, ss
 		exp.Qualifications, exp.Unqualifications, out.ExpectedIssued, out.ExpectedCxl, out.LeadsQualified)
 	p("  RF: %d qualifications, %d unqualifications (%d repeated PUTs setting what RF had), %d rewards issued, %d canceled; issue calls %d, cancel calls %d",
 		out.PutQualify, out.PutUnqualify, out.PutRepeats, out.Issued, out.Canceled, out.IssueCalls, out.CancelCalls)
-	if len(out.OrphanIntents) > 0 {
-		p("  qualify intents left pending, their qualification recorded by RF's webhook: %d %v", len(out.OrphanIntents), out.OrphanIntents[:min(5, len(out.OrphanIntents))])
-	}
 	p("  mismatches: %d; the run took %s", len(out.Mismatches), took.Round(time.Millisecond))
 	return b.String()
 }

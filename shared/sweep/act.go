@@ -419,7 +419,10 @@ func (s *Sweeper) reconcile(ctx context.Context, b budget, sum *Summary) error {
 			}
 		}
 	}
-	return s.confirmCreatedLeads(ctx, b, sum)
+	if err := s.confirmCreatedLeads(ctx, b, sum); err != nil {
+		return err
+	}
+	return s.confirmRecordedQualifications(ctx, b, sum)
 }
 
 // confirmCreatedLeads finishes the signups' create_lead intents whose lead the ledger already

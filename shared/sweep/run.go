@@ -23,6 +23,7 @@ type Ledger interface {
 	SeeDueReward(ctx context.Context, r ledger.DueReward) (ledger.DueReward, error)
 	DueRewardRecord(ctx context.Context, id int64) (ledger.DueReward, error)
 	QualificationsFor(ctx context.Context, recipientID int64) ([]ledger.Qualification, error)
+	LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
 	MatchDueReward(ctx context.Context, dueRewardID int64, q ledger.QualificationRef, slot ledger.RewardSlot) error
 	RematchDueReward(ctx context.Context, dueRewardID int64, from, to ledger.QualificationRef, slot ledger.RewardSlot) error
 	MarkRewardSettled(ctx context.Context, s ledger.Settlement) (ledger.DueReward, error)

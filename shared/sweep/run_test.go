@@ -426,3 +426,40 @@ func TestUnmatchedRetryThenExpiry(t *testing.T) {
 		}
 	})
 }
+
+// A delivery that ran out of time between RF's answer and its confirm leaves its qualify intent
+// pending; RF's lead-qualified webhook recorded the qualification meanwhile, so the redelivery
+// never returns to the intent. The sweep confirms it, and leaves alone a pending qualify whose
+// qualification is not recorded (its event's redelivery reads RF first).
+func TestPendingQualifyOfARecordedQualificationIsConfirmed(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		recorded := ledger.QualificationTarget(5, 1)
+		unrecorded := ledger.QualificationTarget(5, 2)
+		for _, target := range []string{recorded, unrecorded} {
+			if _, err := e.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentQualify, Target: target, Ref: "invoice#in_timed_out"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		qualifyErin(t, e, 30) // recorded by RF's webhook: generation 1
+		e.sim.Server.ClearCalls()
+		sum, err := e.s.Run(ctx)
+		if err != nil {
+			t.Fatalf("%+v %v", sum, err)
+		}
+		if in, err := e.ledger.IntentOf(ctx, ledger.IntentQualify, recorded); err != nil || in.Status != ledger.IntentDone {
+			t.Fatalf("recorded qualification's intent: %+v %v, want done", in, err)
+		}
+		if in, err := e.ledger.IntentOf(ctx, ledger.IntentQualify, unrecorded); err != nil || in.Status != ledger.IntentPending {
+			t.Fatalf("unrecorded qualification's intent: %+v %v, want pending", in, err)
+		}
+		if sum.Reconciled != 1 {
+			t.Fatalf("reconciled %d, want 1", sum.Reconciled)
+		}
+		for _, c := range e.sim.Server.Calls() {
+			if c.Method == "PUT" {
+				t.Fatalf("the sweep called %s %s", c.Method, c.Path)
+			}
+		}
+	})
+}
