@@ -65,7 +65,7 @@ func (s *Service) RetryUnmatched(ctx context.Context, u ledger.Unmatched) (Resul
 	if err != nil {
 		return Result{}, fmt.Errorf("retry unmatched %s: %w", u.InvoiceID, err)
 	}
-	inv := stripeevents.Invoice{ID: u.InvoiceID, CustomerID: u.CustomerID, Currency: u.Currency, AmountPaid: u.AmountMinor}
+	inv := stripeevents.Invoice{ID: u.InvoiceID, CustomerID: u.CustomerID, Currency: u.Currency, AmountPaid: u.AmountMinor, ChargeID: u.ChargeID}
 	res, err := s.countAndQualify(ctx, inv, u.PaidAt, lead, rule)
 	if err != nil {
 		return Result{}, err
@@ -409,7 +409,7 @@ func (s *Service) rememberLead(ctx context.Context, u rf.User, email string) (le
 // unmatched records a paid invoice that matched nothing, to be retried by the sweep.
 func (s *Service) unmatched(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time, why error) (Result, error) {
 	u := ledger.Unmatched{InvoiceID: inv.ID, CustomerID: inv.CustomerID, AmountMinor: inv.AmountPaid,
-		Currency: strings.ToLower(inv.Currency), Reason: why.Error(), PaidAt: paidAt,
+		Currency: strings.ToLower(inv.Currency), ChargeID: inv.ChargeID, Reason: why.Error(), PaidAt: paidAt,
 		NextRetryAt: s.now(), RetryUntil: s.now().Add(s.set.UnmatchedRetry)}
 	if e := rf.NormalizeEmail(inv.CustomerEmail); e != "" {
 		u.EmailHash = ledger.HashEmail(e)
