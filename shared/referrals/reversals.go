@@ -75,9 +75,9 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 		return Result{Outcome: Ignored, Reason: "dispute closed as " + d.Status + ": no change to funds"}, nil
 	}
 	subject := "dispute#" + d.ID
-	lead, err := s.disputeLeadOrHold(ctx, d, at, true)
-	if errors.Is(err, errHeld) {
-		return Result{Outcome: Held, Reason: s.heldDisputeReason()}, nil
+	lead, res, held, err := s.disputeLeadOrHold(ctx, d, at, true)
+	if held {
+		return res, nil
 	}
 	if errors.Is(err, ledger.ErrNotFound) {
 		return Result{Outcome: Ignored, Reason: s.noDisputeLeadReason()}, nil
@@ -103,9 +103,9 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 
 func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.Time) (Result, error) {
 	subject := "dispute#" + d.ID
-	lead, err := s.disputeLeadOrHold(ctx, d, at, false)
-	if errors.Is(err, errHeld) {
-		return Result{Outcome: Held, Reason: s.heldDisputeReason()}, nil
+	lead, res, held, err := s.disputeLeadOrHold(ctx, d, at, false)
+	if held {
+		return res, nil
 	}
 	if errors.Is(err, ledger.ErrNotFound) {
 		return Result{Outcome: Ignored, Reason: s.noDisputeLeadReason()}, nil
@@ -161,27 +161,23 @@ func (s *Service) heldDisputeReason() string {
 	return why
 }
 
-// errHeld: the reversal was held (HoldChargeReversal) until its charge's payment counts.
-var errHeld = errors.New("reversal held until the charge's payment counts")
-
 // disputeLeadOrHold finds the disputed charge's lead, or, when there is none yet, holds the
 // dispute for the payment that maps the charge (an invoice paid, its delivery delayed): the
 // payment applies it, whatever the order the events arrive in. A dispute of a charge that is
 // never paid by a referred lead (a customer nobody referred) waits there until its hold expires.
-func (s *Service) disputeLeadOrHold(ctx context.Context, d stripeevents.Dispute, at time.Time, won bool) (ledger.Lead, error) {
-	lead, err := s.disputeLead(ctx, d)
+// held=true: res is the answer (the dispute held, or a hold that contradicts it).
+func (s *Service) disputeLeadOrHold(ctx context.Context, d stripeevents.Dispute, at time.Time, won bool) (lead ledger.Lead, res Result, held bool, err error) {
+	lead, err = s.disputeLead(ctx, d)
 	if !errors.Is(err, ledger.ErrNotFound) || d.ChargeID == "" {
-		return lead, err
+		return lead, Result{}, false, err
 	}
-	_, held, err := s.hold(ctx, "dispute#"+d.ID, ledger.ChargeHold{ChargeID: d.ChargeID, Currency: strings.ToLower(d.Currency),
+	res, held, err = s.hold(ctx, "dispute#"+d.ID, ledger.ChargeHold{ChargeID: d.ChargeID, Currency: strings.ToLower(d.Currency),
 		Disputes: map[string]ledger.HeldDispute{d.ID: {AmountMinor: d.Amount, Won: won, At: at}}})
-	switch {
-	case err != nil:
-		return ledger.Lead{}, err
-	case held:
-		return ledger.Lead{}, errHeld
+	if held || err != nil {
+		return ledger.Lead{}, res, held, err
 	}
-	return s.disputeLead(ctx, d) // the payment counted meanwhile
+	lead, err = s.disputeLead(ctx, d) // the payment counted meanwhile
+	return lead, Result{}, false, err
 }
 
 // hold keeps a refund or dispute of a charge mapped to no lead yet. held=false: the charge was
