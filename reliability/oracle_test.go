@@ -14,24 +14,30 @@ import (
 	"github.com/refbridge/refbridge/shared/rfsim"
 )
 
-// The oracle: what refbridge promises for the stream, computed from the customers' ops in
-// Stripe's order (a phase's ops commute, so the order in which they are processed does not
-// matter). The rules, from PRODUCT.md and the README:
+// The oracle: what refbridge promises for the stream, computed from the customers' ops in the
+// order of their phases (a phase's ops commute, so the order in which they are processed does
+// not matter): Stripe's, except for the payments delivered late (Customer.Delivery). The rules, from PRODUCT.md and the README:
 //
 //   - a paid invoice adds to the lead's net paid amount; reaching the threshold qualifies the
 //     lead in RF once (PUT qualified=true); $0 invoices change nothing;
 //   - a refund takes away the increase of the charge's cumulative amount refunded; a dispute
 //     withdraws its amount once (opened or lost); falling below the threshold while qualified
 //     unqualifies the lead in RF once (PUT qualified=false);
-//   - a won dispute reinstates its amount; a lead qualified before and back at the threshold
-//     is qualified again (and so is one whose later payment brings it back);
+//   - a won dispute reinstates its amount; a lead back at the threshold is qualified again
+//     (and so is one whose later payment brings it back), or for the first time, when its
+//     payment counted while the dispute held the amount back;
+//   - a refund or dispute delivered before its charge's payment is held, and the payment
+//     counts with it, in one step: a lead qualified by its other payments is then unqualified
+//     if that leaves it below the threshold (as the reversal would have, after the payment),
+//     any other lead qualifies if the payment, net of what was held, reaches the threshold;
 //   - RF makes the referrer's $25 and the friend's coupon when a lead first qualifies, and
 //     does not make them again on a requalification while they are still due;
 //   - the sweep only runs after the stream (or, with the hold, cannot issue during it); once the
 //     hold has passed, every reward of a lead that ends qualified is issued, every other one
 //     canceled; a reward that was due before refbridge was installed is issued;
 //   - customers RF does not know as leads (strangers, referrers paying for themselves) qualify
-//     nobody: their paid invoices are recorded unmatched, their refunds and disputes ignored.
+//     nobody: their paid invoices are recorded unmatched, their refunds and disputes ignored
+//     (or held for a payment that never counts for a lead).
 
 // expectLead is the oracle's verdict on one lead.
 type expectLead struct {
@@ -71,6 +77,14 @@ func oracle(w *Workload) *expected {
 		l.Customer = c
 		refunded := map[string]int64{}
 		withdrawn, reinstated := map[string]bool{}, map[string]bool{}
+		// What refbridge holds of charges whose payment has not been delivered yet (the ops in
+		// delivery order: held ones are in a phase of their own, before their payment's).
+		held := c.held()
+		heldOf := map[string]*struct {
+			refunded  int64
+			withdrawn []op
+			won       map[string]bool
+		}{}
 		set := func(q bool) {
 			l.Qualified = q
 			l.Transitions = append(l.Transitions, q)
@@ -86,7 +100,29 @@ func oracle(w *Workload) *expected {
 				set(false)
 			}
 		}
-		for _, o := range c.Ops {
+		for _, i := range c.deliveryOrder() {
+			o := c.Ops[i]
+			if held[i] {
+				h := heldOf[o.charge]
+				if h == nil {
+					h = &struct {
+						refunded  int64
+						withdrawn []op
+						won       map[string]bool
+					}{won: map[string]bool{}}
+					heldOf[o.charge] = h
+				}
+				switch o.kind {
+				case opRefund:
+					h.refunded = max(h.refunded, o.amount)
+				case opDisputeOpened, opDisputeLost:
+					h.withdrawn = append(h.withdrawn, o)
+				case opDisputeWon:
+					h.withdrawn = append(h.withdrawn, o)
+					h.won[o.dispute] = true
+				}
+				continue
+			}
 			switch o.kind {
 			case opPay:
 				if o.amount <= 0 {
@@ -94,7 +130,28 @@ func oracle(w *Workload) *expected {
 				}
 				l.Net += o.amount
 				exp.Counted[o.invoice] = l.ID
-				if !l.Qualified && l.Net >= threshold {
+				placed := int64(0)
+				if h := heldOf[o.charge]; h != nil {
+					// The payment counts with what was held for its charge, in one step.
+					refunded[o.charge] = h.refunded
+					placed += h.refunded
+					for _, d := range h.withdrawn {
+						if !withdrawn[d.dispute] {
+							withdrawn[d.dispute] = true
+							placed += d.amount
+						}
+						if h.won[d.dispute] && !reinstated[d.dispute] {
+							reinstated[d.dispute] = true
+							placed -= d.amount
+						}
+					}
+					l.Net -= placed
+					delete(heldOf, o.charge)
+				}
+				switch {
+				case l.Qualified && placed > 0:
+					below() // as the reversal would have, had it come after the payment
+				case !l.Qualified && l.Net >= threshold:
 					set(true)
 				}
 			case opRefund:
@@ -118,7 +175,7 @@ func oracle(w *Workload) *expected {
 					reinstated[o.dispute] = true
 					l.Net += o.amount
 				}
-				if l.Ever && !l.Qualified && l.Net >= threshold {
+				if !l.Qualified && l.Net >= threshold {
 					set(true)
 				}
 			}

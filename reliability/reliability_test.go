@@ -193,8 +193,15 @@ func report(r run, seed uint64, w *Workload, exp *expected, ds deliveryStats, ss
 	for _, c := range w.Customers {
 		kinds[c.Kind]++
 	}
-	p("  workload: %d referrers, %d leads; %d customers (%d referred, %d strangers, %d referrers paying)",
-		len(w.Referrers), len(w.Leads), len(w.Customers), kinds["referred"], kinds["stranger"], kinds["referrer"])
+	late, held := 0, 0
+	for _, c := range w.Customers {
+		if c.Delivery != nil {
+			late++
+			held += len(c.held())
+		}
+	}
+	p("  workload: %d referrers, %d leads; %d customers (%d referred, %d strangers, %d referrers paying); %d with a payment delivered after its charge's %d refund(s) and dispute event(s)",
+		len(w.Referrers), len(w.Leads), len(w.Customers), kinds["referred"], kinds["stranger"], kinds["referrer"], late, held)
 	var types []string
 	for _, k := range sortedKeys(ds.ByType) {
 		types = append(types, fmt.Sprintf("%s %d", k, ds.ByType[k]))

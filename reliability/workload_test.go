@@ -87,7 +87,71 @@ type Customer struct {
 	LeadID int    // referred only
 	Script string
 	Ops    []op
-	Phases int
+	// Delivery is the order in which the ops are first delivered (indexes into Ops): Stripe's,
+	// except for a customer whose payment of one charge was delivered late (its deliveries kept
+	// failing, say), after the refunds and disputes of that charge. nil: Stripe's order.
+	Delivery []int
+	Phases   int
+}
+
+// deliveryOrder is the order of the customer's first deliveries of its ops.
+func (c *Customer) deliveryOrder() []int {
+	if c.Delivery != nil {
+		return c.Delivery
+	}
+	order := make([]int, len(c.Ops))
+	for i := range order {
+		order[i] = i
+	}
+	return order
+}
+
+// held reports, for each op in delivery order, whether it is a refund or dispute of a charge
+// whose payment has not been delivered yet: refbridge holds it, and the payment applies it.
+func (c *Customer) held() map[int]bool {
+	paid, held := map[string]bool{}, map[int]bool{}
+	for _, i := range c.deliveryOrder() {
+		o := c.Ops[i]
+		switch {
+		case o.kind == opPay:
+			paid[o.charge] = true
+		case !paid[o.charge]:
+			held[i] = true
+		}
+	}
+	return held
+}
+
+// delayPayment makes the delivery order in which the payment of a charge with refunds or
+// disputes comes after all of them (late, as a payment whose deliveries failed for days).
+func (c *Customer) delayPayment(rng *rand.Rand) {
+	var charges []string
+	last := map[string]int{}
+	for i, o := range c.Ops {
+		if o.kind != opPay && o.charge != "" {
+			if _, seen := last[o.charge]; !seen {
+				charges = append(charges, o.charge)
+			}
+			last[o.charge] = i
+		}
+	}
+	if len(charges) == 0 {
+		return
+	}
+	charge := charges[rng.IntN(len(charges))]
+	var order []int
+	pay := -1
+	for i, o := range c.Ops {
+		if o.kind == opPay && o.charge == charge {
+			pay = i
+			continue
+		}
+		order = append(order, i)
+		if i == last[charge] && pay >= 0 {
+			order = append(order, pay)
+		}
+	}
+	c.Delivery = order
 }
 
 // person is an RF user of the seed.
@@ -301,6 +365,9 @@ func newWorkload(t testing.TB, seed uint64, sz size) *Workload {
 			s := pick(rng, len(strangerScripts), func(i int) int { return strangerScripts[i].weight })
 			c.Script, c.Ops = strangerScripts[s].name, strangerScripts[s].ops(b)
 		}
+		if rng.Float64() < lateShare {
+			c.delayPayment(rng)
+		}
 		w.Customers = append(w.Customers, c)
 		count += w.addCustomerEvents(t, rng, b, c)
 		if c.Kind == "referred" && rng.Float64() < 0.7 {
@@ -327,13 +394,20 @@ func newWorkload(t testing.TB, seed uint64, sz size) *Workload {
 	return w
 }
 
-// addCustomerEvents turns a customer's ops into Stripe events and assigns their phases: a run
-// of consecutive ops moving the net amount the same way is one phase (they commute: a run of
-// payments qualifies once, at most, whatever their order, and a run of refunds and withdrawals
-// unqualifies once, at most); ops that move nothing ($0 invoices) and customer.created go any
-// time. This is how far the stream lets Stripe reorder one customer's events: a refund comes
-// days after its payment, by which time Stripe has delivered the payment (our senders retry a
-// failed delivery until it succeeds, before the next phase starts).
+// lateShare is the share of customers with a refund or dispute whose payment of the refunded
+// or disputed charge is delivered only after those (Customer.delayPayment).
+const lateShare = 0.3
+
+// addCustomerEvents turns a customer's ops into Stripe events and assigns their phases, in
+// delivery order: a run of consecutive ops moving the net amount the same way is one phase (they
+// commute: a run of payments qualifies once, at most, whatever their order, and a run of refunds
+// and withdrawals unqualifies once, at most); a run of refunds and disputes of charges whose
+// payment comes later (held by refbridge until it counts) is one phase too (they commute: the
+// hold keeps the highest refund and every dispute, won once seen won), always before the
+// payment's; ops that move nothing ($0 invoices) and customer.created go any time. This is how
+// far the stream lets Stripe reorder one customer's events: a reversal and its charge's payment
+// never race (our senders retry a failed delivery until it succeeds, before the next phase
+// starts), so the oracle knows which came first.
 func (w *Workload) addCustomerEvents(t testing.TB, rng *rand.Rand, b *custBuilder, c *Customer) int {
 	t.Helper()
 	created := time.Now().Add(-40*24*time.Hour + time.Duration(rng.IntN(24*3600))*time.Second)
@@ -348,20 +422,12 @@ func (w *Workload) addCustomerEvents(t testing.TB, rng *rand.Rand, b *custBuilde
 		Body: stripeEvent(t, "customer.created.2024-06-20.json", evID, created, func(o map[string]any) {
 			o["id"], o["email"], o["name"], o["metadata"] = c.ID, c.Email, "Customer "+b.tag, map[string]any{}
 		})})
-	phase, last := -1, 0
+	stripeEvents := make([]*Event, len(c.Ops))
 	for i := range c.Ops {
 		o := &c.Ops[i]
 		created = created.Add(time.Duration(1+rng.IntN(72)) * time.Hour)
 		e := &Event{op: o}
-		if s := o.sign(); s == 0 {
-			e.Phase = -1
-		} else {
-			if s != last {
-				phase++
-				last = s
-			}
-			e.Phase = phase
-		}
+		stripeEvents[i] = e
 		e.ID = b.next("evt")
 		switch o.kind {
 		case opPay:
@@ -390,6 +456,24 @@ func (w *Workload) addCustomerEvents(t testing.TB, rng *rand.Rand, b *custBuilde
 			})
 		}
 		e.Path = "/stripe/webhook"
+	}
+	phase, last := -1, 0
+	held := c.held()
+	for _, i := range c.deliveryOrder() {
+		e := stripeEvents[i]
+		s := e.op.sign()
+		if held[i] {
+			s = 2 // held: no effect until the payment, which comes in a later phase
+		}
+		if s == 0 {
+			e.Phase = -1
+		} else {
+			if s != last {
+				phase++
+				last = s
+			}
+			e.Phase = phase
+		}
 		add(e)
 	}
 	c.Phases = phase + 1

@@ -59,6 +59,8 @@ func TestDynamoItemLayout(t *testing.T) {
 	must(t, err)
 	_, _, err = s.ApplyChargeRefunded(ctx, ledger.ChargeRefund{LeadID: 1, ChargeID: "ch_1", Currency: "usd", CumulativeMinor: 5})
 	must(t, err)
+	_, err = s.HoldChargeReversal(ctx, ledger.ChargeHold{ChargeID: "ch_2", InvoiceID: "in_9", CustomerID: "cus_9", Currency: "usd", RefundedMinor: 5})
+	must(t, err)
 	must(t, s.SaveCheckpoint(ctx, "sweep", []byte("{}")))
 	must(t, s.LogDecision(ctx, ledger.Decision{Subject: "due#5", Outcome: "wait"}))
 
@@ -74,6 +76,7 @@ func TestDynamoItemLayout(t *testing.T) {
 		{"customer#", "mapping", "customer_mapping", "", false},
 		{"charge#", "mapping", "charge_mapping", "", false},
 		{"charge#", "refunded", "charge_refunded", "", false},
+		{"charge#", "held", "charge_held", "", true},
 		{"lead#", "spend", "spend", "", false},
 		{"spend#", "entry", "spend_entry", "", false},
 		{"invoice#", "counted", "invoice_counted", "", false},

@@ -21,7 +21,7 @@ func (d *Dynamo) RecordUnmatched(ctx context.Context, u Unmatched) (Unmatched, e
 	k := unmatchedKey(u.InvoiceID)
 	it := unmatchedItem{
 		ID: k.id, SK: k.sk, Type: typeUnmatched, InvoiceID: u.InvoiceID, CustomerID: u.CustomerID,
-		EmailHash: u.EmailHash, AmountMinor: u.AmountMinor, Currency: u.Currency, Reason: u.Reason,
+		EmailHash: u.EmailHash, AmountMinor: u.AmountMinor, Currency: u.Currency, ChargeID: u.ChargeID, Reason: u.Reason,
 		PaidAt: formatTS(u.PaidAt), RetryUntil: formatTS(u.RetryUntil), NextRetryAt: formatTS(u.NextRetryAt),
 		Status: string(u.Status), GSI1PK: gsiUnmatched, GSI1SK: unmatchedGSI1SK(u.NextRetryAt, u.InvoiceID),
 	}

@@ -322,6 +322,7 @@ type unmatchedItem struct {
 	EmailHash        string `dynamodbav:"email_hash,omitempty"`
 	AmountMinor      int64  `dynamodbav:"amount_minor"`
 	Currency         string `dynamodbav:"currency,omitempty"`
+	ChargeID         string `dynamodbav:"charge_id,omitempty"`
 	Reason           string `dynamodbav:"reason,omitempty"`
 	PaidAt           string `dynamodbav:"paid_at,omitempty"`
 	RetryUntil       string `dynamodbav:"retry_until,omitempty"`
@@ -349,7 +350,7 @@ func (it unmatchedItem) unmatched() (Unmatched, error) {
 	}
 	return Unmatched{
 		InvoiceID: it.InvoiceID, CustomerID: it.CustomerID, EmailHash: it.EmailHash,
-		AmountMinor: it.AmountMinor, Currency: it.Currency, Reason: it.Reason, PaidAt: paid,
+		AmountMinor: it.AmountMinor, Currency: it.Currency, ChargeID: it.ChargeID, Reason: it.Reason, PaidAt: paid,
 		RetryUntil: until, NextRetryAt: next, Retries: it.Retries, Status: UnmatchedStatus(it.Status),
 		ResolvedAt: resolved, ResolutionReason: it.ResolutionReason,
 	}, nil

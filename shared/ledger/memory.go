@@ -20,6 +20,8 @@ type Memory struct {
 	mappings    map[string]Mapping
 	charges     map[string]ChargeMapping
 	refunds     map[string]ChargeRefund // charge → highest cumulative refund recorded
+	holds       map[string]ChargeHold   // charge → reversals held until its payment counts (memory_holds.go)
+	placed      map[string]int64        // payment spend key → decrease placed with it
 	entries     map[string]SpendEntry   // spend key → entry
 	invoices    map[string]string       // invoice → spend key that counted it
 	spend       map[int64]Spend

@@ -45,6 +45,21 @@ type Store interface {
 	// late) writes nothing and returns 0 and the current totals. Refunds of a charge recorded
 	// for another lead or currency → ErrConflict.
 	ApplyChargeRefunded(ctx context.Context, r ChargeRefund) (s Spend, appliedDelta int64, err error)
+	// HoldChargeReversal keeps a refund or dispute of a charge that is mapped to no lead yet (its
+	// payment has not counted), for PlaceCharge to apply: the highest cumulative refund, every
+	// dispute (won once seen won). A redelivery changes nothing. A charge mapped meanwhile →
+	// ErrChargeMapped, nothing written: apply the reversal to its lead. Another currency than
+	// the one held → ErrConflict. It returns the hold as stored.
+	HoldChargeReversal(ctx context.Context, h ChargeHold) (ChargeHold, error)
+	// ChargeHoldOf returns what is held for a charge (ErrNotFound: nothing, or expired).
+	ChargeHoldOf(ctx context.Context, chargeID string) (ChargeHold, error)
+	// PlaceCharge maps a charge to a lead (the first mapping wins, as MapCharge), counts the
+	// payment it belongs to (as ApplySpend), and applies what HoldChargeReversal held for it
+	// (its refund level becomes the charge's, its disputes are counted), all atomically, so
+	// a reversal processed before its payment counts exactly once whatever the order. A charge
+	// mapped to another lead: the payment is counted alone; without a payment
+	// → ErrConflict. A payment key reused for another entry → ErrConflict, as ApplySpend.
+	PlaceCharge(ctx context.Context, p ChargePlacement) (Placement, error)
 
 	// ApplySpend counts an entry once: a key (or, for a payment, an invoice) already counted
 	// returns applied=false and the current totals. The same key with a different lead, currency

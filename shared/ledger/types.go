@@ -555,6 +555,7 @@ type Unmatched struct {
 	EmailHash   string
 	AmountMinor int64
 	Currency    string
+	ChargeID    string // the invoice's charge (before basil): its retry maps it, and places its holds
 	Reason      string // why the last attempt did not match
 	PaidAt      time.Time
 	RetryUntil  time.Time

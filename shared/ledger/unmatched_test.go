@@ -9,7 +9,7 @@ import (
 
 func unmatched(invoice, customer, email string, next time.Time) ledger.Unmatched {
 	return ledger.Unmatched{InvoiceID: invoice, CustomerID: customer, EmailHash: ledger.HashEmail(email),
-		AmountMinor: 2000, Currency: "usd", Reason: "no_lead", PaidAt: at(1, 1),
+		AmountMinor: 2000, Currency: "usd", ChargeID: "ch_" + invoice, Reason: "no_lead", PaidAt: at(1, 1),
 		RetryUntil: at(4, 1), NextRetryAt: next}
 }
 
@@ -55,7 +55,7 @@ func testUnmatched(t *testing.T, newStore newStoreFunc) {
 	dup.Reason = "other"
 	got, err := s.RecordUnmatched(ctx, dup)
 	must(t, err)
-	if got.CustomerID != "cus_2" || got.Reason != "no_lead" {
+	if got.CustomerID != "cus_2" || got.Reason != "no_lead" || got.ChargeID != "ch_in_a" {
 		t.Errorf("re-recording changed the record: %+v", got)
 	}
 	sameTime(t, "NextRetryAt after re-recording", got.NextRetryAt, now.Add(-time.Hour))

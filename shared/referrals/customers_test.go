@@ -118,14 +118,15 @@ func TestCustomerMetadataMatchesAndIsWrittenBack(t *testing.T) {
 }
 
 // On basil and later, invoices name no charge: a dispute's lead is found through the charge's
-// customer, read from Stripe.
+// customer, read from Stripe. Without the key it is held (a refund of the charge, found by its
+// customer, would place it), and the reason says what is missing.
 func TestDisputeLeadFromStripeWhenTheChargeIsUnmapped(t *testing.T) {
 	stores(t, settings(), func(t *testing.T, f fixture) {
 		ctx := context.Background()
 		mustPay(t, f, invoice("in_basil", 4900), Qualified) // no ChargeID, as in basil
 		d := stripeevents.Dispute{ID: "dp_basil", ChargeID: "ch_basil", Currency: "usd", Amount: 4900, Status: "needs_response"}
 		res, err := f.svc.DisputeCreated(ctx, d, paidAt)
-		if err != nil || res.Outcome != Ignored || !strings.Contains(res.Reason, "STRIPE_API_KEY") {
+		if err != nil || res.Outcome != Held || !strings.Contains(res.Reason, "STRIPE_API_KEY") {
 			t.Fatalf("without a key: %+v %v", res, err)
 		}
 		_, url := newFakeStripe(t, map[string]map[string]string{erinCus: {}})

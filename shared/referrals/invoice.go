@@ -65,7 +65,7 @@ func (s *Service) RetryUnmatched(ctx context.Context, u ledger.Unmatched) (Resul
 	if err != nil {
 		return Result{}, fmt.Errorf("retry unmatched %s: %w", u.InvoiceID, err)
 	}
-	inv := stripeevents.Invoice{ID: u.InvoiceID, CustomerID: u.CustomerID, Currency: u.Currency, AmountPaid: u.AmountMinor}
+	inv := stripeevents.Invoice{ID: u.InvoiceID, CustomerID: u.CustomerID, Currency: u.Currency, AmountPaid: u.AmountMinor, ChargeID: u.ChargeID}
 	res, err := s.countAndQualify(ctx, inv, u.PaidAt, lead, rule)
 	if err != nil {
 		return Result{}, err
@@ -100,26 +100,53 @@ func (s *Service) countAndQualify(ctx context.Context, inv stripeevents.Invoice,
 		s.decide(ctx, subject, "window", out, inputs)
 		return out, nil
 	}
-	spend, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: inv.ID + "#paid",
-		Kind: ledger.SpendPayment, Currency: strings.ToLower(inv.Currency), AmountMinor: inv.AmountPaid,
-		InvoiceID: inv.ID, At: paidAt})
+	// Disputes name only the charge: the payment maps it to the lead as it counts, and applies
+	// in the same step the refunds and disputes of the charge processed before it (held).
+	currency := strings.ToLower(inv.Currency)
+	placed, err := s.ledger.PlaceCharge(ctx, ledger.ChargePlacement{LeadID: lead.ID, ChargeID: inv.ChargeID, Currency: currency,
+		Payment: &ledger.SpendEntry{LeadID: lead.ID, Key: inv.ID + "#paid", Kind: ledger.SpendPayment, Currency: currency,
+			AmountMinor: inv.AmountPaid, InvoiceID: inv.ID, At: paidAt}})
 	if errors.Is(err, ledger.ErrConflict) {
 		return s.conflict(ctx, subject, lead.ID, err), nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("count invoice %s: %w", inv.ID, err)
 	}
-	if inv.ChargeID != "" {
-		// Disputes name only the charge: remember whose it is, once the payment counted.
-		if _, err := s.ledger.MapCharge(ctx, inv.ChargeID, lead.ID, strings.ToLower(inv.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
-			return Result{}, fmt.Errorf("map charge of invoice %s: %w", inv.ID, err)
-		}
-	}
 	out := Result{Outcome: Counted, LeadID: lead.ID, Rule: rule}
-	if !applied {
+	if !placed.Applied {
 		out.Outcome, out.Reason = Duplicate, "invoice already counted"
 	}
-	return s.qualifyIfDue(ctx, inv, paidAt, out, &lead, &spend)
+	if placed.Placed > 0 {
+		return s.afterHeldReversals(ctx, inv, paidAt, out, &lead, &placed.Spend)
+	}
+	return s.qualifyIfDue(ctx, inv, paidAt, out, &lead, &placed.Spend)
+}
+
+// afterHeldReversals follows a payment whose charge was refunded or disputed before it counted
+// (the reversals held, and placed with it): a lead qualified by its other payments is checked
+// as the reversal would have checked it, had it come after the payment; any other lead as a
+// payment is. A redelivery (after a crash, say) takes the same path: the payment's entry keeps
+// what was placed with it.
+func (s *Service) afterHeldReversals(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time, out Result, lead *ledger.Lead, spend *ledger.Spend) (Result, error) {
+	latest, err := s.ledger.LatestQualification(ctx, lead.ID)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return Result{}, fmt.Errorf("invoice %s: qualification of lead %d: %w", inv.ID, lead.ID, err)
+	}
+	unfinished := false
+	if err == nil && !latest.Standing() {
+		// A crash between this payment's reversal and RF's unqualify: the redelivery finishes it.
+		if unfinished, err = s.reversalUnfinished(ctx, latest); err != nil {
+			return Result{}, err
+		}
+	}
+	if err == nil && (latest.Standing() || unfinished) {
+		res, err := s.reverseIfBelow(ctx, *lead, strings.ToLower(inv.Currency), "invoice#"+inv.ID, "refund or dispute held for the invoice's charge")
+		if err == nil && res.Outcome == Counted {
+			res.Outcome, res.Reason, res.Rule = out.Outcome, res.Reason+" (held reversals applied with the payment)", out.Rule
+		}
+		return res, err
+	}
+	return s.qualifyIfDue(ctx, inv, paidAt, out, lead, spend)
 }
 
 // qualifyIfDue qualifies the invoice's lead when its net paid amount reaches the threshold and
@@ -382,7 +409,7 @@ func (s *Service) rememberLead(ctx context.Context, u rf.User, email string) (le
 // unmatched records a paid invoice that matched nothing, to be retried by the sweep.
 func (s *Service) unmatched(ctx context.Context, inv stripeevents.Invoice, paidAt time.Time, why error) (Result, error) {
 	u := ledger.Unmatched{InvoiceID: inv.ID, CustomerID: inv.CustomerID, AmountMinor: inv.AmountPaid,
-		Currency: strings.ToLower(inv.Currency), Reason: why.Error(), PaidAt: paidAt,
+		Currency: strings.ToLower(inv.Currency), ChargeID: inv.ChargeID, Reason: why.Error(), PaidAt: paidAt,
 		NextRetryAt: s.now(), RetryUntil: s.now().Add(s.set.UnmatchedRetry)}
 	if e := rf.NormalizeEmail(inv.CustomerEmail); e != "" {
 		u.EmailHash = ledger.HashEmail(e)

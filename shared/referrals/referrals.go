@@ -32,7 +32,8 @@ type Ledger interface {
 	LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
 	StandingQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
 	DueRewardRecord(ctx context.Context, id int64) (ledger.DueReward, error)
-	MapCharge(ctx context.Context, chargeID string, leadID int64, currency string) (ledger.ChargeMapping, error)
+	PlaceCharge(ctx context.Context, p ledger.ChargePlacement) (ledger.Placement, error)
+	HoldChargeReversal(ctx context.Context, h ledger.ChargeHold) (ledger.ChargeHold, error)
 	LeadByCharge(ctx context.Context, chargeID string) (ledger.Lead, error)
 	ApplyChargeRefunded(ctx context.Context, r ledger.ChargeRefund) (ledger.Spend, int64, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
@@ -123,6 +124,9 @@ const (
 	// ReversedAfterIssue: a reversal came after the reward was issued; recorded for operators,
 	// nothing clawed back.
 	ReversedAfterIssue Outcome = "reversal_after_issue"
+	// Held: a refund or dispute of a charge whose payment has not counted yet; kept, and applied
+	// when the payment counts.
+	Held Outcome = "held"
 )
 
 // Result is a decision's outcome and the reason, safe to show to the webhook sender.

@@ -18,14 +18,22 @@ import (
 // is unqualified.
 func (s *Service) ChargeRefunded(ctx context.Context, ch stripeevents.Charge, at time.Time) (Result, error) {
 	subject := "charge#" + ch.ID
+	currency := strings.ToLower(ch.Currency)
 	lead, err := s.leadOfCharge(ctx, ch)
+	if errors.Is(err, errPaymentNotCounted) && ch.AmountRefunded > 0 {
+		res, held, err := s.hold(ctx, subject, ledger.ChargeHold{ChargeID: ch.ID, InvoiceID: ch.InvoiceID, CustomerID: ch.CustomerID,
+			Currency: currency, RefundedMinor: ch.AmountRefunded, RefundedAt: at})
+		if held || err != nil {
+			return res, err
+		}
+		lead, err = s.leadOfCharge(ctx, ch) // the payment counted meanwhile
+	}
 	if errors.Is(err, ledger.ErrNotFound) {
 		return Result{Outcome: Ignored, Reason: "refund of a charge that belongs to no referred lead"}, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("refund of %s: %w", ch.ID, err)
 	}
-	currency := strings.ToLower(ch.Currency)
 	_, delta, err := s.ledger.ApplyChargeRefunded(ctx, ledger.ChargeRefund{LeadID: lead.ID, ChargeID: ch.ID,
 		Currency: currency, CumulativeMinor: ch.AmountRefunded, At: at})
 	if errors.Is(err, ledger.ErrConflict) {
@@ -67,7 +75,10 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 		return Result{Outcome: Ignored, Reason: "dispute closed as " + d.Status + ": no change to funds"}, nil
 	}
 	subject := "dispute#" + d.ID
-	lead, err := s.disputeLead(ctx, d)
+	lead, res, held, err := s.disputeLeadOrHold(ctx, d, at, true)
+	if held {
+		return res, nil
+	}
 	if errors.Is(err, ledger.ErrNotFound) {
 		return Result{Outcome: Ignored, Reason: s.noDisputeLeadReason()}, nil
 	}
@@ -78,8 +89,8 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 	// The withdrawal is recorded too (idempotent), so a won dispute whose opening event was
 	// missed nets to zero instead of adding money that never left.
 	for _, e := range []ledger.SpendEntry{
-		{LeadID: lead.ID, Key: d.ID + "#withdrawn", Kind: ledger.SpendDisputeWithdrawn, Currency: currency, AmountMinor: -d.Amount, At: at},
-		{LeadID: lead.ID, Key: d.ID + "#reinstated", Kind: ledger.SpendDisputeReinstated, Currency: currency, AmountMinor: d.Amount, At: at},
+		{LeadID: lead.ID, Key: ledger.DisputeWithdrawnKey(d.ID), Kind: ledger.SpendDisputeWithdrawn, Currency: currency, AmountMinor: -d.Amount, At: at},
+		{LeadID: lead.ID, Key: ledger.DisputeReinstatedKey(d.ID), Kind: ledger.SpendDisputeReinstated, Currency: currency, AmountMinor: d.Amount, At: at},
 	} {
 		if _, _, err := s.ledger.ApplySpend(ctx, e); errors.Is(err, ledger.ErrConflict) {
 			return s.conflict(ctx, subject, lead.ID, err), nil
@@ -92,7 +103,10 @@ func (s *Service) DisputeClosed(ctx context.Context, d stripeevents.Dispute, at 
 
 func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.Time) (Result, error) {
 	subject := "dispute#" + d.ID
-	lead, err := s.disputeLead(ctx, d)
+	lead, res, held, err := s.disputeLeadOrHold(ctx, d, at, false)
+	if held {
+		return res, nil
+	}
 	if errors.Is(err, ledger.ErrNotFound) {
 		return Result{Outcome: Ignored, Reason: s.noDisputeLeadReason()}, nil
 	}
@@ -100,7 +114,7 @@ func (s *Service) withdraw(ctx context.Context, d stripeevents.Dispute, at time.
 		return Result{}, fmt.Errorf("dispute %s: %w", d.ID, err)
 	}
 	currency := strings.ToLower(d.Currency)
-	_, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: d.ID + "#withdrawn",
+	_, applied, err := s.ledger.ApplySpend(ctx, ledger.SpendEntry{LeadID: lead.ID, Key: ledger.DisputeWithdrawnKey(d.ID),
 		Kind: ledger.SpendDisputeWithdrawn, Currency: currency, AmountMinor: -d.Amount, At: at})
 	if errors.Is(err, ledger.ErrConflict) {
 		return s.conflict(ctx, subject, lead.ID, err), nil
@@ -131,10 +145,60 @@ func (s *Service) disputeLead(ctx context.Context, d stripeevents.Dispute) (ledg
 	if lead, err = s.ledger.LeadByCustomer(ctx, cus); err != nil {
 		return ledger.Lead{}, err
 	}
-	if _, err := s.ledger.MapCharge(ctx, d.ChargeID, lead.ID, strings.ToLower(d.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
+	if _, err := s.ledger.PlaceCharge(ctx, ledger.ChargePlacement{LeadID: lead.ID, ChargeID: d.ChargeID, Currency: strings.ToLower(d.Currency)}); err != nil && !errors.Is(err, ledger.ErrConflict) {
 		return ledger.Lead{}, err
 	}
 	return lead, nil
+}
+
+// heldDisputeReason answers a dispute held until its charge's payment counts (or, on basil,
+// until a refund of the charge finds its lead by the customer).
+func (s *Service) heldDisputeReason() string {
+	why := "dispute on a charge whose payment has not counted: held, and applied when it counts"
+	if s.customers == nil {
+		why += " (on Stripe API 2025-03-31.basil and later, invoices name no charge: set STRIPE_API_KEY so refbridge can look the charge up)"
+	}
+	return why
+}
+
+// disputeLeadOrHold finds the disputed charge's lead, or, when there is none yet, holds the
+// dispute for the payment that maps the charge (an invoice paid, its delivery delayed): the
+// payment applies it, whatever the order the events arrive in. A dispute of a charge that is
+// never paid by a referred lead (a customer nobody referred) waits there until its hold expires.
+// held=true: res is the answer (the dispute held, or a hold that contradicts it).
+func (s *Service) disputeLeadOrHold(ctx context.Context, d stripeevents.Dispute, at time.Time, won bool) (lead ledger.Lead, res Result, held bool, err error) {
+	lead, err = s.disputeLead(ctx, d)
+	if !errors.Is(err, ledger.ErrNotFound) || d.ChargeID == "" {
+		return lead, Result{}, false, err
+	}
+	res, held, err = s.hold(ctx, "dispute#"+d.ID, ledger.ChargeHold{ChargeID: d.ChargeID, Currency: strings.ToLower(d.Currency),
+		Disputes: map[string]ledger.HeldDispute{d.ID: {AmountMinor: d.Amount, Won: won, At: at}}})
+	if held || err != nil {
+		return ledger.Lead{}, res, held, err
+	}
+	lead, err = s.disputeLead(ctx, d) // the payment counted meanwhile
+	return lead, Result{}, false, err
+}
+
+// hold keeps a refund or dispute of a charge mapped to no lead yet. held=false: the charge was
+// mapped meanwhile (its payment counted), and the caller applies the reversal to its lead.
+func (s *Service) hold(ctx context.Context, subject string, h ledger.ChargeHold) (Result, bool, error) {
+	stored, err := s.ledger.HoldChargeReversal(ctx, h)
+	switch {
+	case errors.Is(err, ledger.ErrChargeMapped):
+		return Result{}, false, nil
+	case errors.Is(err, ledger.ErrConflict):
+		return s.conflict(ctx, subject, 0, err), true, nil
+	case err != nil:
+		return Result{}, false, fmt.Errorf("hold reversal of charge %s: %w", h.ChargeID, err)
+	}
+	out := Result{Outcome: Held, Reason: "refund of a charge whose payment has not counted: held, and applied when it counts"}
+	if len(h.Disputes) > 0 {
+		out.Reason = s.heldDisputeReason()
+	}
+	s.decide(ctx, subject, "hold", out, map[string]string{"charge": h.ChargeID, "invoice": h.InvoiceID,
+		"refunded": itoa(stored.RefundedMinor), "held_decrease": itoa(stored.Decrease()), "currency": stored.Currency})
+	return out, true, nil
 }
 
 func (s *Service) noDisputeLeadReason() string {
@@ -145,9 +209,10 @@ func (s *Service) noDisputeLeadReason() string {
 }
 
 // leadOfCharge finds a refunded charge's lead by the charge mapping (made when its invoice
-// counted), else by its customer, and then remembers the charge for the disputes that may follow.
-// A charge whose invoice never counted (outside the window, say) is not the lead's spend: its
-// refund is ignored. Basil-and-later charges do not name their invoice; their customer decides.
+// counted), else by its customer, and then remembers the charge for the disputes that may follow
+// (applying what was held for it). A charge whose invoice has not counted is not the lead's
+// spend (yet): errPaymentNotCounted, and its refund is held for the payment. Basil-and-later
+// charges do not name their invoice; their customer decides.
 func (s *Service) leadOfCharge(ctx context.Context, ch stripeevents.Charge) (ledger.Lead, error) {
 	lead, err := s.ledger.LeadByCharge(ctx, ch.ID)
 	if err == nil || !errors.Is(err, ledger.ErrNotFound) || ch.CustomerID == "" {
@@ -159,17 +224,22 @@ func (s *Service) leadOfCharge(ctx context.Context, ch stripeevents.Charge) (led
 			return ledger.Lead{}, err
 		}
 		if !counted {
-			return ledger.Lead{}, fmt.Errorf("invoice %s never counted: %w", ch.InvoiceID, ledger.ErrNotFound)
+			return ledger.Lead{}, fmt.Errorf("invoice %s: %w", ch.InvoiceID, errPaymentNotCounted)
 		}
 	}
 	if lead, err = s.ledger.LeadByCustomer(ctx, ch.CustomerID); err != nil {
 		return ledger.Lead{}, err
 	}
-	if _, err := s.ledger.MapCharge(ctx, ch.ID, lead.ID, strings.ToLower(ch.Currency)); err != nil && !errors.Is(err, ledger.ErrConflict) {
+	if _, err := s.ledger.PlaceCharge(ctx, ledger.ChargePlacement{LeadID: lead.ID, ChargeID: ch.ID, Currency: strings.ToLower(ch.Currency)}); err != nil && !errors.Is(err, ledger.ErrConflict) {
 		return ledger.Lead{}, err
 	}
 	return lead, nil
 }
+
+// errPaymentNotCounted: the refunded charge's invoice has not counted (yet): its refund is held
+// for the payment, which may still come (Stripe retries a failed delivery for days, and delivers
+// in no guaranteed order), or never, for a customer nobody referred.
+var errPaymentNotCounted = fmt.Errorf("payment not counted yet: %w", ledger.ErrNotFound)
 
 // reverseIfBelow unqualifies a lead whose net paid amount fell below the threshold, unless every
 // reward its qualification backs (the referrer's, the lead's) is settled and one of them was
@@ -353,10 +423,12 @@ func (s *Service) unqualify(ctx context.Context, leadID, seq int64, subject stri
 func (s *Service) restoreIfAbove(ctx context.Context, lead ledger.Lead, currency, subject string) (Result, error) {
 	out := Result{Outcome: Counted, LeadID: lead.ID}
 	latest, err := s.ledger.LatestQualification(ctx, lead.ID)
+	found := err == nil
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
-		out.Reason = "dispute won; the lead was never qualified"
-		return out, nil
+		// Never qualified: the payment counted while the dispute held its amount back (the
+		// dispute was processed first), so the win is what brings the net to the threshold,
+		// as the payment would have in Stripe's order.
 	case err != nil:
 		return Result{}, fmt.Errorf("restore lead %d: %w", lead.ID, err)
 	case latest.Standing():
@@ -370,13 +442,19 @@ func (s *Service) restoreIfAbove(ctx context.Context, lead ledger.Lead, currency
 	inputs := map[string]string{"lead": itoa(lead.ID), "net": itoa(net), "threshold": itoa(min), "currency": currency}
 	if net < min {
 		out.Reason = fmt.Sprintf("dispute won; net paid %d %s is still below the threshold", net, currency)
+		if !found {
+			out.Reason = fmt.Sprintf("dispute won; the lead was never qualified, and net paid %d %s is below the threshold", net, currency)
+		}
 		s.decide(ctx, subject, "restore", out, inputs)
 		return out, nil
 	}
-	res, err := s.qualify(ctx, lead, ledger.NextQualificationSeq(latest, true), subject, latest.InvoiceID,
+	res, err := s.qualify(ctx, lead, ledger.NextQualificationSeq(latest, found), subject, latest.InvoiceID,
 		Result{Outcome: Counted, LeadID: lead.ID, Rule: latest.Rule}, inputs)
 	if err == nil && res.Outcome == Qualified {
 		res.Outcome, res.Reason = Restored, "dispute won: lead qualified again"
+		if !found {
+			res.Outcome, res.Reason = Qualified, "dispute won: net paid reaches the threshold"
+		}
 	}
 	return res, err
 }

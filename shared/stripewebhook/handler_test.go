@@ -572,15 +572,18 @@ func TestRefundInAnotherCurrencyKeepsTheQualification(t *testing.T) {
 }
 
 // A refund of a charge whose invoice never counted (paid outside the window) changes nothing.
-func TestRefundOfAnUncountedChargeIsIgnored(t *testing.T) {
+func TestRefundOfAnUncountedChargeIsHeld(t *testing.T) {
 	both(t, false, func(t *testing.T, e env) {
 		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
 		other := withEventID(t, fixture(t, "charge.refunded.2024-06-20.json"), "evt_other_charge", func(m map[string]any) {
 			obj := m["data"].(map[string]any)["object"].(map[string]any)
 			obj["id"], obj["invoice"] = "ch_not_counted", "in_never_counted"
 		})
-		if status, a := call(t, e, signed(other)); status != 200 || a.Status != "ignored" {
+		if status, a := call(t, e, signed(other)); status != 200 || a.Status != "processed" || !strings.HasPrefix(a.Reason, "held:") {
 			t.Fatalf("%d %+v", status, a)
+		}
+		if h, err := e.ledger.ChargeHoldOf(context.Background(), "ch_not_counted"); err != nil || h.InvoiceID != "in_never_counted" {
+			t.Fatalf("hold %+v %v", h, err)
 		}
 		if sp, _ := e.ledger.SpendOf(context.Background(), 5); sp.Net["usd"] != 4900 || !erinQualified(t, e.sim) {
 			t.Fatalf("net %v qualified %v", sp.Net, erinQualified(t, e.sim))
@@ -673,7 +676,7 @@ func TestBasilDisputeWithoutAKey(t *testing.T) {
 	both(t, false, func(t *testing.T, e env) {
 		mustCall(t, e, "invoice.paid.2025-03-31.basil.json", "processed", "qualified")
 		status, a := call(t, e, signed(fixture(t, "charge.dispute.created.2025-03-31.basil.json")))
-		if status != 200 || a.Status != "ignored" || !strings.Contains(a.Reason, "STRIPE_API_KEY") {
+		if status != 200 || a.Status != "processed" || !strings.HasPrefix(a.Reason, "held:") || !strings.Contains(a.Reason, "STRIPE_API_KEY") {
 			t.Fatalf("%d %+v", status, a)
 		}
 		if !erinQualified(t, e.sim) {
