@@ -28,6 +28,11 @@ var (
 	// ErrQualificationReversed means BeginIntentIfStanding found the qualification reversed:
 	// nothing was written, and the effect must not be attempted on its account.
 	ErrQualificationReversed = errors.New("qualification reversed")
+	// ErrQualificationSuperseded means BeginCancelIfNewest found the lead qualified again after
+	// the reversed qualification, or a qualify of its next generation begun (pending or done):
+	// nothing was written, and the cancel must not be attempted (RF keeps one due reward for the
+	// lead, which now belongs to its new qualification).
+	ErrQualificationSuperseded = errors.New("the lead is qualified again, or being qualified")
 	// ErrInvalid means the input breaks a rule of the record (missing key, bad currency, an
 	// amount with the wrong sign, a raw email where a hash belongs).
 	ErrInvalid = errors.New("invalid input")

@@ -77,6 +77,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"QualificationTimes", testQualificationTimes},
 		{"DueRewardCreatedAfter", testDueRewardCreatedAfter},
 		{"BeginIntentIfStanding", testBeginIntentIfStanding},
+		{"BeginCancelIfNewest", testBeginCancelIfNewest},
 		{"QualificationsFor", testQualificationsFor},
 		{"MatchDueReward", testMatchDueReward},
 		{"RematchDueReward", testRematchDueReward},
@@ -111,6 +112,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"RaceRematchOrMatch", testRaceRematchOrMatch},
 		{"RaceMatchSlots", testRaceMatchSlots},
 		{"RaceBeginIfStandingOrReverse", testRaceBeginIfStandingOrReverse},
+		{"RaceCancelOrRequalify", testRaceCancelOrRequalify},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
