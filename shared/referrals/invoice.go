@@ -188,6 +188,11 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 	case errors.Is(err, ledger.ErrIntentDone):
 		// The call was confirmed but the qualification not recorded (a crash in between): in
 		// is the intent as stored, whose times are those of the call that qualified the lead.
+	case errors.Is(err, ledger.ErrConflict):
+		// The sweep is canceling a reward of the lead's reversed qualification: RF must see that
+		// cancel before it qualifies the lead again, or the lead's new reward is never made.
+		// The sender retries once the cancel is finished.
+		return Result{}, fmt.Errorf("qualify lead %d: wait for the sweep's cancel: %w", lead.ID, err)
 	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
 		return Result{}, fmt.Errorf("qualify lead %d: intent: %w", lead.ID, err)
 	default:
