@@ -347,6 +347,13 @@ func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward
 		if err != nil {
 			return 0, fmt.Errorf("%s reward %d: take over the earlier attempt: %w", a, d.ID, err)
 		}
+		if a == Cancel && q != nil {
+			// The crashed attempt did not reach RF (RF lists the reward due, and the attempt is
+			// stale): it may have died giving the cancel up, so it is decided as a new one.
+			if again, rerr := s.requalifiedInRF(ctx, q); rerr != nil || again {
+				return s.abandonCancel(ctx, d.ID, again, rerr)
+			}
+		}
 	case err != nil:
 		return 0, fmt.Errorf("%s reward %d: intent: %w", a, d.ID, err)
 	}

@@ -215,3 +215,42 @@ func TestFailedRequalificationThatRFAppliedIsNotCanceled(t *testing.T) {
 		}
 	})
 }
+
+// The same, for a cancel a crashed run left pending (it died before its call, or while giving
+// the cancel up): the run that takes the stale attempt over reads RF first too.
+func TestTakenOverCancelOfARequalifiedLeadIsGivenUp(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		first := qualifyErin(t, e, 1)
+		e.run(t, "first sight", func(Summary) bool { return true })
+		q1, err := e.ledger.StandingQualification(ctx, erin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.Reverse(ctx, q1.Ref(), e.clock.Now(), "refund"); err != nil {
+			t.Fatal(err)
+		}
+		qualify := ledger.Intent{Kind: ledger.IntentQualify, Target: ledger.QualificationTarget(erin, 2), Ref: "invoice#in_erin2"}
+		if _, err := e.ledger.BeginIntent(ctx, qualify); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.FinishIntent(ctx, ledger.IntentQualify, qualify.Target, ledger.IntentFailed, "502 Bad Gateway"); err != nil {
+			t.Fatal(err)
+		}
+		// The crashed run's cancel, begun after that failure; Erin is qualified in RF.
+		if _, err := e.ledger.BeginCancelIfNewest(ctx, ledger.Intent{Kind: ledger.IntentCancel, Target: ledger.DueRewardTarget(first), Ref: "sweep"}, q1.Ref()); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(20 * time.Minute)
+		e.run(t, "the stale attempt", func(s Summary) bool { return s.Waiting[ruleRequalifying] >= 1 && s.Canceled == 0 })
+		if st := statusIn(e, "amount", first); st != "" {
+			t.Fatalf("Bob's $25: RF status %q, want still due", st)
+		}
+		if in, err := e.ledger.IntentOf(ctx, ledger.IntentCancel, ledger.DueRewardTarget(first)); err != nil || in.Status != ledger.IntentFailed || in.Attempts != 2 {
+			t.Fatalf("cancel intent: %+v %v, want failed at attempt 2", in, err)
+		}
+		if q, err := e.ledger.LatestQualification(ctx, erin); err != nil || len(q.CancelsPending) != 0 {
+			t.Fatalf("Erin's qualification: %+v %v, want no pending cancel", q, err)
+		}
+	})
+}
