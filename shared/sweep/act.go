@@ -163,6 +163,11 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 		if slotSpent(qs, i, rec.RewardID) {
 			continue
 		}
+		if reserved, err := s.slotReserved(ctx, qs, i, rec.RewardID); err != nil {
+			return nil, err
+		} else if reserved {
+			continue
+		}
 		err := s.Ledger.MatchDueReward(ctx, rec.ID, qs[i].Ref(), slot)
 		if errors.Is(err, ledger.ErrConflict) {
 			// The slot was taken meanwhile, or the reward was matched elsewhere: read it to tell.
@@ -205,6 +210,39 @@ func slotSpent(qs []ledger.Qualification, i int, rewardID int64) bool {
 		}
 	}
 	return false
+}
+
+// slotReserved reports whether the standing requalification qs[i], whose slot for the reward
+// definition is free, will get no reward of its own in it: an earlier generation of the same
+// lead holds one there that was not canceled. RF makes a lead's reward of a definition again
+// only when the earlier one was canceled (rfsim decision 9), and the sweep never cancels it
+// once the requalification has begun (BeginCancelIfNewest). A reward still due moves to qs[i]
+// (RematchDueReward) when the sweep next meets it, which may be after a run that resumed past
+// it from its checkpoint; an issued one leaves the slot empty. Another lead's reward taking the
+// slot meanwhile would leave the moved reward due for ever, or be held and canceled for the
+// wrong lead.
+func (s *Sweeper) slotReserved(ctx context.Context, qs []ledger.Qualification, i int, rewardID int64) (bool, error) {
+	q := qs[i]
+	if !q.Standing() || q.Seq < 2 {
+		return false, nil
+	}
+	for _, earlier := range qs {
+		held := earlier.Slots[rewardID]
+		if earlier.LeadID != q.LeadID || earlier.Seq >= q.Seq || held == 0 {
+			continue
+		}
+		r, err := s.Ledger.DueRewardRecord(ctx, held)
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("due reward %d of qualification %d/%d: %w", held, earlier.LeadID, earlier.Seq, err)
+		}
+		if r.State != ledger.RewardCanceled {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // couldHaveMade reports whether qualification q's possible time [EarliestAt, At] overlaps the

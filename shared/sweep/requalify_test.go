@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -251,6 +252,81 @@ func TestTakenOverCancelOfARequalifiedLeadIsGivenUp(t *testing.T) {
 		}
 		if q, err := e.ledger.LatestQualification(ctx, erin); err != nil || len(q.CancelsPending) != 0 {
 			t.Fatalf("Erin's qualification: %+v %v, want no pending cancel", q, err)
+		}
+	})
+}
+
+// Found by the reliability suite at 10,000 events with the sweep during the stream (seed
+// 169823108019073): a run refused to cancel Bob's $25 for Erin (her renewal's qualify had
+// begun) and stopped at its checkpoint; the next run resumed past that reward, and Bob's $25
+// for Fay, made just after Erin's requalification, took the free slot of Erin's new
+// qualification, the oldest candidate. Erin's $25 could then never move there: left due for
+// ever, while Fay's stood on Erin's qualification. RF made no reward at Erin's requalification
+// (hers was still due), so that slot is reserved for the reward that moves to it.
+func TestRequalificationsSlotIsKeptForTheRewardThatMoves(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		erins := qualifyErin(t, e, 1)
+		e.run(t, "first sight", func(Summary) bool { return true })
+		q1, err := e.ledger.StandingQualification(ctx, erin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		matchedTo(t, e, erins, q1.Ref())
+		// Erin is refunded; her renewal's qualify begins while the sweep decides.
+		e.clock.Advance(time.Hour)
+		if _, err := e.ledger.Reverse(ctx, q1.Ref(), e.clock.Now(), "refund"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.sim.Server.Qualify(rfsim.UserRef{ID: erin}, false); err != nil {
+			t.Fatal(err)
+		}
+		qualify := ledger.Intent{Kind: ledger.IntentQualify, Target: ledger.QualificationTarget(erin, 2), Ref: "invoice#in_erin2"}
+		if _, err := e.ledger.BeginIntent(ctx, qualify); err != nil {
+			t.Fatal(err)
+		}
+		e.run(t, "the renewal's qualify under way", func(s Summary) bool { return s.Waiting[ruleRequalifying] >= 1 && s.Canceled == 0 })
+		// The renewal qualifies her in RF (no new $25: hers is still due) and is recorded; Fay,
+		// Bob's new lead, qualifies a moment later, and RF makes Bob's $25 for her.
+		e.sim.Qualify(t, erin)
+		if ids := newDue(t, e.sim, "amount", bob, dollars25, erins); len(ids) != 0 {
+			t.Fatalf("RF made %v at Erin's requalification", ids)
+		}
+		if _, err := e.ledger.FinishIntent(ctx, ledger.IntentQualify, qualify.Target, ledger.IntentDone, ""); err != nil {
+			t.Fatal(err)
+		}
+		q2, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: erin, ReferrerID: bob, At: e.clock.Now(), Origin: ledger.OriginRefbridge})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(time.Second)
+		fay := e.sim.Lead(t, 1, "bObbYRef", "fay@example.com")
+		qf, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: int64(fay.ID), ReferrerID: bob, At: e.clock.Now(), Origin: ledger.OriginRefbridge})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.sim.Qualify(t, fay.ID)
+		fays := oneNewDue(t, e.sim, "amount", bob, dollars25, erins)
+		// The next run resumes past Erin's $25 (the previous one stopped there for time).
+		cp, err := json.Marshal(checkpoint{Metric: "amount", AfterID: erins})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ledger.SaveCheckpoint(ctx, Name, cp); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(time.Minute)
+		e.run(t, "resumed past Erin's $25", func(Summary) bool { return true })
+		matchedTo(t, e, fays, qf.Ref())
+		e.run(t, "the next pass", func(Summary) bool { return true })
+		matchedTo(t, e, erins, q2.Ref())
+
+		e.clock.Advance(15 * day)
+		e.run(t, "after the holds", func(Summary) bool { return true })
+		for _, id := range []int64{erins, fays} {
+			if st := statusIn(e, "amount", id); st != rf.StatusIssued {
+				t.Fatalf("Bob's $25 %d: RF status %q, want issued", id, st)
+			}
 		}
 	})
 }
