@@ -13,7 +13,8 @@ var (
 	// another lead, a due reward or qualification matched to another, a spend key reused for a
 	// different entry, an unmatched invoice already resolved differently, an intent taken over
 	// by another caller (or finished) before TakeOverIntent, a charge mapped to another lead or
-	// its refunds recorded for another lead or currency.
+	// its refunds recorded for another lead or currency, a lead qualified again (its qualify
+	// intent, or Qualify) while a cancel begun by BeginCancelIfNewest is pending.
 	ErrConflict = errors.New("conflicts with the existing record")
 	// ErrAlreadyQualified means the lead already has a standing qualification (returned).
 	ErrAlreadyQualified = errors.New("lead already has a standing qualification")
