@@ -61,13 +61,16 @@ type run struct {
 }
 
 // TestExactlyOnceUnderConcurrency: 1,000+ events (10,000 in the soak), 10% delivered twice, by
-// 32 concurrent senders, every non-2xx redelivered; every qualification, unqualification,
-// issue and cancel happens exactly once, and the end state is the oracle's.
+// 32 concurrent senders, every non-2xx redelivered, the sweep running meanwhile as its schedule
+// runs it in production; every qualification, unqualification, issue and cancel happens exactly
+// once, and the end state is the oracle's. REFBRIDGE_RELIABILITY_SWEEP_EVERY sets the sweep's
+// schedule during the stream (0: only after it).
 func TestExactlyOnceUnderConcurrency(t *testing.T) {
 	parallel(t)
-	// The webhooks' Lambda timeout (template.yaml) is each delivery's deadline.
+	// The webhooks' Lambda timeout (template.yaml) is each delivery's deadline. A sweep takes
+	// seconds during the stream, so it runs back to back, a few times.
 	r := run{name: "concurrency", size: size{Events: 1000, DupRate: 0.10},
-		opts: options{senders: 32, reqTimeout: 30 * time.Second}}
+		opts: options{senders: 32, reqTimeout: 30 * time.Second, sweepEvery: 200 * time.Millisecond}}
 	if soak() {
 		r.size.Events = 10000
 	}

@@ -522,6 +522,12 @@ func checkSettled(kind ledger.IntentKind) func(t *testing.T, w *world, since int
 			}
 			intentDone(t, w, kind, id, b)
 		}
+		if kind == ledger.IntentCancel {
+			// The cancels are over: Erin may be qualified again (BeginCancelIfNewest's mark is gone).
+			if q, err := w.ledger.LatestQualification(ctx, erinID); err != nil || len(q.CancelsPending) != 0 {
+				t.Fatalf("Erin's reversed qualification: %+v %v, want no cancel pending", q, err)
+			}
+		}
 		if kind == ledger.IntentIssue {
 			if n, err := w.ledger.IssuedInMonth(ctx, bobID, w.clock.Now()); err != nil || n != 1 {
 				t.Fatalf("rewards counted issued to Bob this month: %d %v, want 1", n, err)

@@ -289,6 +289,14 @@ func (l *hookLedger) BeginIntentIfStanding(ctx context.Context, in ledger.Intent
 	return out, err
 }
 
+func (l *hookLedger) BeginCancelIfNewest(ctx context.Context, in ledger.Intent, q ledger.QualificationRef) (ledger.Intent, error) {
+	out, err := l.Store.BeginCancelIfNewest(ctx, in, q)
+	if err == nil && l.p.at("begin", false, in.Kind) {
+		return out, errKilled
+	}
+	return out, err
+}
+
 func (l *hookLedger) FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, st ledger.IntentStatus, lastErr string) (ledger.Intent, error) {
 	if st == ledger.IntentDone && l.p.at("finish", true, kind) {
 		return ledger.Intent{}, errKilled

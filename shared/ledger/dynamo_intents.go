@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,6 +20,9 @@ func (d *Dynamo) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	if !in.Kind.valid() || in.Target == "" {
 		return Intent{}, fmt.Errorf("ledger: begin intent %q %q: %w", in.Kind, in.Target, ErrInvalid)
 	}
+	if prev, ok := previousGeneration(in.Kind, in.Target); ok {
+		return d.beginQualify(ctx, in, prev)
+	}
 	upd, cond := beginWrite(in, formatTS(d.cfg.clock()))
 	av, err := d.update(ctx, intentKey(in.Kind, in.Target), upd, &cond, types.ReturnValueAllNew)
 	if old, failed := conditionFailed(err); failed {
@@ -34,6 +38,57 @@ func (d *Dynamo) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	it, err := decodeItem(av, intentItem.intent)
 	if err != nil {
 		return Intent{}, fmt.Errorf("ledger: begin intent %s %s: %w", in.Kind, in.Target, err)
+	}
+	return it, nil
+}
+
+// beginQualify is BeginIntent of a qualify intent of generation prev.Seq+1: one
+// TransactWriteItems of BeginIntent's update of the intent (same condition) and a
+// ConditionCheck that qualification prev has no cancels_pending (a missing item has none), then
+// one consistent GetItem of the intent. BeginCancelIfNewest writes prev and checks this intent
+// in its own transaction, so DynamoDB serialises the two.
+func (d *Dynamo) beginQualify(ctx context.Context, in Intent, prev QualificationRef) (Intent, error) {
+	what := fmt.Sprintf("ledger: begin intent %s %s", in.Kind, in.Target)
+	upd, cond := beginWrite(in, formatTS(d.cfg.clock()))
+	t := &txn{}
+	intentAt := d.txUpdate(t, intentKey(in.Kind, in.Target), upd, &cond)
+	prevAt := d.txCheck(t, qualKey(prev.LeadID, prev.Seq), expression.AttributeNotExists(expression.Name("cancels_pending")))
+	if err := d.transact(ctx, t); err != nil {
+		reasons, ok := cancellation(err)
+		if !ok {
+			return Intent{}, fmt.Errorf("%s: %w", what, err)
+		}
+		if old, failed := failedAt(reasons, intentAt); failed && len(old) > 0 {
+			cur, derr := decodeItem(old, intentItem.intent)
+			if derr != nil {
+				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			return beginRefused(cur)
+		}
+		if old, failed := failedAt(reasons, prevAt); failed && len(old) > 0 {
+			q, derr := decodeQual(old)
+			if derr != nil {
+				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			return Intent{}, cancelsPendingOn(what, prev, q.CancelsPending)
+		}
+		return Intent{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return d.readBegun(ctx, what, in)
+}
+
+// readBegun reads back an intent a transaction just began (a transaction returns no values).
+func (d *Dynamo) readBegun(ctx context.Context, what string, in Intent) (Intent, error) {
+	av, found, err := d.get(ctx, intentKey(in.Kind, in.Target))
+	if err == nil && !found {
+		err = ErrNotFound // deleted by hand since
+	}
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: begun, read back: %w", what, err)
+	}
+	it, err := decodeItem(av, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: %w", what, err)
 	}
 	return it, nil
 }
@@ -99,18 +154,65 @@ func (d *Dynamo) BeginIntentIfStanding(ctx context.Context, in Intent, ref Quali
 		}
 		return Intent{}, fmt.Errorf("%s: %w", what, err)
 	}
-	av, found, err := d.get(ctx, intentKey(in.Kind, in.Target))
-	if err == nil && !found {
-		err = ErrNotFound // deleted by hand since
-	}
+	return d.readBegun(ctx, what, in)
+}
+
+// BeginCancelIfNewest implements Store: one TransactWriteItems of four items, then one
+// consistent GetItem of the intent: BeginIntent's update of the cancel intent (same condition,
+// and SET cancel_lead_id, cancel_seq), an update of the qualification item ADDing the due reward
+// to cancels_pending (condition: it exists and is reversed), a ConditionCheck that the next
+// generation's qualification item does not exist, and one that its qualify intent does not
+// exist or is failed. Qualify and the qualify intent's begin condition on the same items, so
+// DynamoDB serialises them with this: whichever commits first, the other fails its condition.
+// The failed condition's ALL_OLD item tells which refusal to answer.
+func (d *Dynamo) BeginCancelIfNewest(ctx context.Context, in Intent, ref QualificationRef) (Intent, error) {
+	what, id, err := validBeginCancel(in, ref)
 	if err != nil {
-		return Intent{}, fmt.Errorf("%s: begun, read back: %w", what, err)
+		return Intent{}, err
 	}
-	it, err := decodeItem(av, intentItem.intent)
-	if err != nil {
+	upd, cond := beginWrite(in, formatTS(d.cfg.clock()))
+	upd = upd.Set(expression.Name("cancel_lead_id"), expression.Value(ref.LeadID)).
+		Set(expression.Name("cancel_seq"), expression.Value(ref.Seq))
+	next := QualificationRef{LeadID: ref.LeadID, Seq: ref.Seq + 1}
+	nextTarget := QualificationTarget(next.LeadID, next.Seq)
+	t := &txn{}
+	intentAt := d.txUpdate(t, intentKey(in.Kind, in.Target), upd, &cond)
+	reversed := exists().And(expression.AttributeExists(expression.Name("reversed_at")))
+	qualAt := d.txUpdate(t, qualKey(ref.LeadID, ref.Seq),
+		expression.Add(expression.Name("cancels_pending"), numberSet(id)), &reversed)
+	nextAt := d.txCheck(t, qualKey(next.LeadID, next.Seq), notExists())
+	qualifyAt := d.txCheck(t, intentKey(IntentQualify, nextTarget), notExists().Or(eq("status", string(IntentFailed))))
+	if err := d.transact(ctx, t); err != nil {
+		reasons, ok := cancellation(err)
+		if !ok {
+			return Intent{}, fmt.Errorf("%s: %w", what, err)
+		}
+		if old, failed := failedAt(reasons, intentAt); failed && len(old) > 0 {
+			cur, derr := decodeItem(old, intentItem.intent)
+			if derr != nil {
+				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			return beginRefused(cur)
+		}
+		if old, failed := failedAt(reasons, qualAt); failed {
+			if len(old) == 0 {
+				return Intent{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+			}
+			return Intent{}, cancelOnStanding(what)
+		}
+		if _, failed := failedAt(reasons, nextAt); failed {
+			return Intent{}, requalified(what, next)
+		}
+		if old, failed := failedAt(reasons, qualifyAt); failed && len(old) > 0 {
+			cur, derr := decodeItem(old, intentItem.intent)
+			if derr != nil {
+				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			return Intent{}, requalifying(what, cur)
+		}
 		return Intent{}, fmt.Errorf("%s: %w", what, err)
 	}
-	return it, nil
+	return d.readBegun(ctx, what, in)
 }
 
 // TakeOverIntent implements Store: one UpdateItem on condition that the intent is still pending
@@ -149,7 +251,10 @@ func (d *Dynamo) TakeOverIntent(ctx context.Context, kind IntentKind, target str
 }
 
 // FinishIntent implements Store: one conditional UpdateItem (done: unless already done; failed:
-// only while pending) that also drops the intent from the pending index.
+// only while pending) that also drops the intent from the pending index. A cancel intent is read
+// first (one consistent GetItem): a pending one begun by BeginCancelIfNewest is finished in one
+// TransactWriteItems with the DELETE of its due reward from its qualification's cancels_pending,
+// so the lead can never stay blocked by a cancel that is over.
 func (d *Dynamo) FinishIntent(ctx context.Context, kind IntentKind, target string, outcome IntentStatus, lastErr string) (Intent, error) {
 	if err := validFinish(kind, target, outcome); err != nil {
 		return Intent{}, err
@@ -164,6 +269,20 @@ func (d *Dynamo) FinishIntent(ctx context.Context, kind IntentKind, target strin
 	cond := exists().And(expression.Name("status").NotEqual(expression.Value(string(IntentDone))))
 	if outcome == IntentFailed {
 		cond = exists().And(eq("status", string(IntentPending)))
+	}
+	if kind == IntentCancel {
+		cur, err := d.IntentOf(ctx, kind, target)
+		if err != nil {
+			return Intent{}, fmt.Errorf("ledger: finish intent %s %s: %w", kind, target, err)
+		}
+		if cur.Status == IntentPending && !cur.CancelOf.IsZero() {
+			return d.finishCancel(ctx, cur, upd, cond, outcome)
+		}
+		// Not begun on a qualification (or finished already): the plain write, on condition
+		// that it still is not, since a cancel is only ever begun once at a time (the sweep's
+		// lease), but a finish must never leave a qualification blocked.
+		cond = cond.And(expression.AttributeNotExists(expression.Name("cancel_lead_id")).
+			Or(expression.Name("status").NotEqual(expression.Value(string(IntentPending)))))
 	}
 	av, err := d.update(ctx, intentKey(kind, target), upd, &cond, types.ReturnValueAllNew)
 	if old, failed := conditionFailed(err); failed {
@@ -182,6 +301,48 @@ func (d *Dynamo) FinishIntent(ctx context.Context, kind IntentKind, target strin
 	it, err := decodeItem(av, intentItem.intent)
 	if err != nil {
 		return Intent{}, fmt.Errorf("ledger: finish intent %s %s: %w", kind, target, err)
+	}
+	return it, nil
+}
+
+// finishCancel finishes the pending cancel cur, begun on qualification cur.CancelOf, and takes
+// its due reward out of that qualification's cancels_pending, in one transaction, then reads the
+// intent back. The intent's condition also requires it to still stand on cur.CancelOf.
+func (d *Dynamo) finishCancel(ctx context.Context, cur Intent, upd expression.UpdateBuilder, cond expression.ConditionBuilder, outcome IntentStatus) (Intent, error) {
+	what := fmt.Sprintf("ledger: finish intent %s %s", cur.Kind, cur.Target)
+	id, err := strconv.ParseInt(cur.Target, 10, 64)
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: %w", what, ErrInvalid)
+	}
+	ref := cur.CancelOf
+	cond = cond.And(eq("cancel_lead_id", ref.LeadID)).And(eq("cancel_seq", ref.Seq))
+	t := &txn{}
+	intentAt := d.txUpdate(t, intentKey(cur.Kind, cur.Target), upd, &cond)
+	present := exists()
+	d.txUpdate(t, qualKey(ref.LeadID, ref.Seq), expression.Delete(expression.Name("cancels_pending"), numberSet(id)), &present)
+	if err := d.transact(ctx, t); err != nil {
+		reasons, ok := cancellation(err)
+		if old, failed := failedAt(reasons, intentAt); ok && failed && len(old) > 0 {
+			now, derr := decodeItem(old, intentItem.intent)
+			if derr != nil {
+				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			}
+			if now.Status != IntentPending {
+				return finishConflict(now, outcome)
+			}
+		}
+		return Intent{}, fmt.Errorf("%s: %w", what, err)
+	}
+	av, found, err := d.get(ctx, intentKey(cur.Kind, cur.Target))
+	if err == nil && !found {
+		err = ErrNotFound // deleted by hand since
+	}
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: finished, read back: %w", what, err)
+	}
+	it, err := decodeItem(av, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: %w", what, err)
 	}
 	return it, nil
 }

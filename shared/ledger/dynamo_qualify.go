@@ -24,7 +24,8 @@ func (d *Dynamo) latestQual(ctx context.Context, leadID int64) (Qualification, b
 
 // Qualify implements Store: one consistent Query for the newest qualification, then one
 // TransactWriteItems putting qualification Seq+1 (condition: it does not exist yet, so of two
-// racing writers only one creates it) and its index items under each recipient.
+// racing writers only one creates it) and its index items under each recipient, and checking
+// that the reversed generation before it has no cancels_pending (BeginCancelIfNewest).
 func (d *Dynamo) Qualify(ctx context.Context, q Qualification) (Qualification, error) {
 	if err := q.validate(); err != nil {
 		return Qualification{}, fmt.Errorf("ledger: qualify: %w", err)
@@ -47,17 +48,32 @@ func (d *Dynamo) Qualify(ctx context.Context, q Qualification) (Qualification, e
 		if want > 0 && q.Seq != want {
 			return latest, fmt.Errorf("ledger: qualify lead %d: generation %d asked, the next is %d: %w", q.LeadID, want, q.Seq, ErrConflict)
 		}
+		if found && len(latest.CancelsPending) > 0 {
+			return latest, cancelsPendingOn(fmt.Sprintf("ledger: qualify lead %d", q.LeadID), latest.Ref(), latest.CancelsPending)
+		}
 		t := &txn{}
 		cond := notExists()
 		d.txPut(t, newQualItem(qualKey(q.LeadID, q.Seq), typeQualification, q), &cond)
 		for _, r := range q.recipients() {
 			d.txPut(t, newQualItem(recipientKey(r, q), typeQualIndex, q), nil)
 		}
+		prevAt := -1
+		if found {
+			// BeginCancelIfNewest may mark the reversed generation after the read.
+			prevAt = d.txCheck(t, qualKey(latest.LeadID, latest.Seq), expression.AttributeNotExists(expression.Name("cancels_pending")))
+		}
 		err = d.transact(ctx, t)
 		if err == nil {
 			return q, nil
 		}
 		reasons, ok := cancellation(err)
+		if old, failed := failedAt(reasons, prevAt); ok && failed && len(old) > 0 {
+			prev, derr := decodeQual(old)
+			if derr != nil {
+				return Qualification{}, fmt.Errorf("ledger: qualify lead %d: %w", q.LeadID, derr)
+			}
+			return prev, cancelsPendingOn(fmt.Sprintf("ledger: qualify lead %d", q.LeadID), prev.Ref(), prev.CancelsPending)
+		}
 		if _, lost := failedAt(reasons, 0); !ok || !lost {
 			return Qualification{}, fmt.Errorf("ledger: qualify lead %d: %w", q.LeadID, err)
 		}

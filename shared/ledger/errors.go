@@ -13,7 +13,8 @@ var (
 	// another lead, a due reward or qualification matched to another, a spend key reused for a
 	// different entry, an unmatched invoice already resolved differently, an intent taken over
 	// by another caller (or finished) before TakeOverIntent, a charge mapped to another lead or
-	// its refunds recorded for another lead or currency.
+	// its refunds recorded for another lead or currency, a lead qualified again (its qualify
+	// intent, or Qualify) while a cancel begun by BeginCancelIfNewest is pending.
 	ErrConflict = errors.New("conflicts with the existing record")
 	// ErrAlreadyQualified means the lead already has a standing qualification (returned).
 	ErrAlreadyQualified = errors.New("lead already has a standing qualification")
@@ -28,6 +29,11 @@ var (
 	// ErrQualificationReversed means BeginIntentIfStanding found the qualification reversed:
 	// nothing was written, and the effect must not be attempted on its account.
 	ErrQualificationReversed = errors.New("qualification reversed")
+	// ErrQualificationSuperseded means BeginCancelIfNewest found the lead qualified again after
+	// the reversed qualification, or a qualify of its next generation begun (pending or done):
+	// nothing was written, and the cancel must not be attempted (RF keeps one due reward for the
+	// lead, which now belongs to its new qualification).
+	ErrQualificationSuperseded = errors.New("the lead is qualified again, or being qualified")
 	// ErrInvalid means the input breaks a rule of the record (missing key, bad currency, an
 	// amount with the wrong sign, a raw email where a hash belongs).
 	ErrInvalid = errors.New("invalid input")

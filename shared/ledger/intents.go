@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -93,4 +94,53 @@ func finishConflict(cur Intent, outcome IntentStatus) (Intent, error) {
 	default:
 		return cur, fmt.Errorf("ledger: finish intent %s %s as %s: it is %s: %w", cur.Kind, cur.Target, outcome, cur.Status, ErrConflict)
 	}
+}
+
+// validBeginCancel checks BeginCancelIfNewest's arguments and returns the operation's name for
+// errors and the due reward the cancel targets.
+func validBeginCancel(in Intent, ref QualificationRef) (what string, dueRewardID int64, err error) {
+	what = fmt.Sprintf("ledger: begin cancel %s if qualification %d/%d is the newest", in.Target, ref.LeadID, ref.Seq)
+	id, perr := strconv.ParseInt(in.Target, 10, 64)
+	if in.Kind != IntentCancel || perr != nil || id <= 0 || ref.LeadID <= 0 || ref.Seq <= 0 {
+		return what, 0, fmt.Errorf("%s: %w", what, ErrInvalid)
+	}
+	return what, id, nil
+}
+
+// cancelOnStanding is BeginCancelIfNewest's refusal of a qualification that stands: a cancel is
+// decided on a reversal, and a reversal is final, so the caller read something else.
+func cancelOnStanding(what string) error {
+	return fmt.Errorf("%s: it stands: %w", what, ErrConflict)
+}
+
+// requalified is BeginCancelIfNewest's refusal when the lead's next generation exists.
+func requalified(what string, next QualificationRef) error {
+	return fmt.Errorf("%s: the lead qualified again (generation %d): %w", what, next.Seq, ErrQualificationSuperseded)
+}
+
+// requalifying is BeginCancelIfNewest's refusal when the qualify of the next generation has
+// begun (pending: it may be reaching RF now) or is done.
+func requalifying(what string, q Intent) error {
+	return fmt.Errorf("%s: the qualify of the next generation is %s (attempt %d began at %s): %w",
+		what, q.Status, q.Attempts, formatTS(q.AttemptedAt), ErrQualificationSuperseded)
+}
+
+// cancelsPendingOn is the refusal of a qualify intent or of Qualify for generation seq while
+// cancels begun on generation seq−1 (the lead's reversed qualification) are pending.
+func cancelsPendingOn(what string, prev QualificationRef, ids []int64) error {
+	return fmt.Errorf("%s: the cancel of due reward(s) %v of reversed qualification %d/%d is pending: %w",
+		what, ids, prev.LeadID, prev.Seq, ErrConflict)
+}
+
+// previousGeneration is, for a qualify intent's target, the lead's generation before it (the
+// one whose pending cancels refuse the qualify); ok=false for other intents and generation 1.
+func previousGeneration(kind IntentKind, target string) (QualificationRef, bool) {
+	if kind != IntentQualify {
+		return QualificationRef{}, false
+	}
+	ref, ok := parseQualificationTarget(target)
+	if !ok || ref.Seq < 2 {
+		return QualificationRef{}, false
+	}
+	return QualificationRef{LeadID: ref.LeadID, Seq: ref.Seq - 1}, true
 }

@@ -179,6 +179,11 @@ type qualItem struct {
 	// The slots themselves are top-level numbers slot_<rewardID> on the recipients' index copies
 	// (slotPrefix); decodeQual reads them.
 	MatchedDueRewardIDs []int64 `dynamodbav:"matched_due_reward_ids,numberset,omitempty"`
+	// CancelsPending (a number set, on the qualification item only): the due rewards whose
+	// cancel BeginCancelIfNewest began on this reversed qualification and FinishIntent has not
+	// finished. The qualify intent and the Qualify of the next generation are conditioned on its
+	// absence (DynamoDB removes a set emptied by DELETE).
+	CancelsPending []int64 `dynamodbav:"cancels_pending,numberset,omitempty"`
 }
 
 func newQualItem(k key, typ string, q Qualification) qualItem {
@@ -233,7 +238,7 @@ func (it qualItem) qualification() (Qualification, error) {
 	return Qualification{
 		LeadID: it.LeadID, Seq: it.Seq, ReferrerID: it.ReferrerID, At: at, EarliestAt: earliest, Origin: Origin(it.Origin),
 		InvoiceID: it.InvoiceID, Rule: it.Rule, ReversedAt: rev, ReversalReason: it.ReversalReason,
-		MatchedDueRewardIDs: sortedIDs(it.MatchedDueRewardIDs),
+		MatchedDueRewardIDs: sortedIDs(it.MatchedDueRewardIDs), CancelsPending: sortedIDs(it.CancelsPending),
 	}, nil
 }
 
@@ -297,6 +302,10 @@ type intentItem struct {
 	AttemptedAt string `dynamodbav:"attempted_at"`
 	FinishedAt  string `dynamodbav:"finished_at,omitempty"`
 	LastError   string `dynamodbav:"last_error,omitempty"`
+	// CancelLeadID and CancelSeq: the reversed qualification a cancel begun with
+	// BeginCancelIfNewest stands on, whose cancels_pending FinishIntent leaves.
+	CancelLeadID int64 `dynamodbav:"cancel_lead_id,omitempty"`
+	CancelSeq    int64 `dynamodbav:"cancel_seq,omitempty"`
 }
 
 func (it intentItem) intent() (Intent, error) {
@@ -309,7 +318,7 @@ func (it intentItem) intent() (Intent, error) {
 	return Intent{
 		Kind: IntentKind(it.Kind), Target: it.Target, Ref: it.Ref, Status: IntentStatus(it.Status),
 		Attempts: it.Attempts, CreatedAt: created, AttemptedAt: attempted, FinishedAt: finished,
-		LastError: it.LastError,
+		LastError: it.LastError, CancelOf: QualificationRef{LeadID: it.CancelLeadID, Seq: it.CancelSeq},
 	}, nil
 }
 

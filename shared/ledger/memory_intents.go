@@ -22,8 +22,54 @@ func (m *Memory) BeginIntent(ctx context.Context, in Intent) (Intent, error) {
 	if existed && prev.Status != IntentFailed {
 		return beginRefused(prev)
 	}
+	if ref, ok := previousGeneration(in.Kind, in.Target); ok {
+		if q := m.qualByRef(ref); q != nil && len(q.CancelsPending) > 0 {
+			return Intent{}, cancelsPendingOn(fmt.Sprintf("ledger: begin intent %s %s", in.Kind, in.Target), ref, q.CancelsPending)
+		}
+	}
 	out := begun(in, prev, existed, m.cfg.clock())
 	m.intents[k] = out
+	return out, nil
+}
+
+// BeginCancelIfNewest implements Store: BeginIntent, the checks of the qualification, of the
+// next generation and of its qualify intent, and the mark on the qualification under one lock,
+// as the Dynamo store writes them in one transaction.
+func (m *Memory) BeginCancelIfNewest(ctx context.Context, in Intent, ref QualificationRef) (Intent, error) {
+	what, id, err := validBeginCancel(in, ref)
+	if err != nil {
+		return Intent{}, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return Intent{}, err
+	}
+	defer m.mu.Unlock()
+	k := intentID{in.Kind, in.Target}
+	prev, existed := m.intents[k]
+	if existed && prev.Status != IntentFailed {
+		return beginRefused(prev)
+	}
+	q := m.qualByRef(ref)
+	if q == nil {
+		return Intent{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+	}
+	if q.Standing() {
+		return Intent{}, cancelOnStanding(what)
+	}
+	next := QualificationRef{LeadID: ref.LeadID, Seq: ref.Seq + 1}
+	if m.qualByRef(next) != nil {
+		return Intent{}, requalified(what, next)
+	}
+	if qi, ok := m.intents[intentID{IntentQualify, QualificationTarget(next.LeadID, next.Seq)}]; ok && qi.Status != IntentFailed {
+		return Intent{}, requalifying(what, qi)
+	}
+	out := begun(in, prev, existed, m.cfg.clock())
+	out.CancelOf = ref
+	m.intents[k] = out
+	if !slices.Contains(q.CancelsPending, id) {
+		// A new slice: callers may hold the old one.
+		q.CancelsPending = sortedIDs(append(slices.Clone(q.CancelsPending), id))
+	}
 	return out, nil
 }
 
@@ -94,6 +140,16 @@ func (m *Memory) FinishIntent(ctx context.Context, kind IntentKind, target strin
 	}
 	if cur.Status == IntentDone || (outcome == IntentFailed && cur.Status != IntentPending) {
 		return finishConflict(cur, outcome)
+	}
+	if cur.Status == IntentPending && !cur.CancelOf.IsZero() {
+		// Leaves the qualification's pending cancels: the lead may be qualified again.
+		if q := m.qualByRef(cur.CancelOf); q != nil {
+			q.CancelsPending = slices.DeleteFunc(slices.Clone(q.CancelsPending),
+				func(id int64) bool { return DueRewardTarget(id) == target })
+			if len(q.CancelsPending) == 0 {
+				q.CancelsPending = nil
+			}
+		}
 	}
 	cur.Status, cur.FinishedAt = outcome, m.cfg.clock()
 	if lastErr != "" {

@@ -31,6 +31,9 @@ func (m *Memory) Qualify(ctx context.Context, q Qualification) (Qualification, e
 	if want > 0 && q.Seq != want {
 		return latest, fmt.Errorf("ledger: qualify lead %d: generation %d asked, the next is %d: %w", q.LeadID, want, q.Seq, ErrConflict)
 	}
+	if found && len(latest.CancelsPending) > 0 {
+		return latest, cancelsPendingOn(fmt.Sprintf("ledger: qualify lead %d", q.LeadID), latest.Ref(), latest.CancelsPending)
+	}
 	m.quals[q.LeadID] = append(m.quals[q.LeadID], q)
 	return q, nil
 }
@@ -105,8 +108,8 @@ func (m *Memory) QualificationsFor(ctx context.Context, recipientID int64) ([]Qu
 			if !slices.Contains(q.recipients(), recipientID) {
 				continue
 			}
-			// An index copy: the recipient's slots, not the item's set.
-			q.MatchedDueRewardIDs = nil
+			// An index copy: the recipient's slots, not the item's sets.
+			q.MatchedDueRewardIDs, q.CancelsPending = nil, nil
 			for slot, due := range m.slots[q.Ref()] {
 				if slot.RecipientID != recipientID {
 					continue

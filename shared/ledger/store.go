@@ -76,6 +76,9 @@ type Store interface {
 	// decided about: it is created only if it is the lead's next (none yet for 1, generation
 	// Seq−1 reversed otherwise); else, unless one stands, ErrConflict with the newest, so a
 	// decision read before a newer generation was recorded or reversed is never applied to it.
+	// While a cancel begun with BeginCancelIfNewest on the lead's newest (reversed) qualification
+	// is pending, the next generation is refused with ErrConflict (nothing written): the caller
+	// retries later.
 	Qualify(ctx context.Context, q Qualification) (Qualification, error)
 	// Reverse marks qualification ref reversed, if it still stands: the caller names the
 	// generation it read, so a reversal never lands on a newer qualification of the lead (a won
@@ -137,7 +140,10 @@ type Store interface {
 	// more than the failed one) and nil. Otherwise nothing is written and the stored intent comes
 	// back unchanged: pending → ErrIntentPending, with PreviousAttemptAt = its AttemptedAt (when
 	// the unfinished attempt began); done → ErrIntentDone. A refused Begin never moves the
-	// attempt's time, count or place in PendingIntents.
+	// attempt's time, count or place in PendingIntents. A qualify intent of generation Seq > 1
+	// (target QualificationTarget(lead, Seq)) is refused with ErrConflict, nothing written, while
+	// a cancel begun with BeginCancelIfNewest on generation Seq−1 is pending: RF must not qualify
+	// the lead again before that cancel is done (see BeginCancelIfNewest).
 	BeginIntent(ctx context.Context, in Intent) (Intent, error)
 	// BeginIntentIfStanding is BeginIntent, done only if qualification ref still stands, in one
 	// atomic step: the sweep begins an issue this way, so that it serialises with Reverse. Either
@@ -147,6 +153,24 @@ type Store interface {
 	// pending or done intent is answered as BeginIntent answers, before the qualification is
 	// considered; a missing qualification → ErrNotFound.
 	BeginIntentIfStanding(ctx context.Context, in Intent, ref QualificationRef) (Intent, error)
+	// BeginCancelIfNewest is BeginIntent of a cancel intent (kind IntentCancel), done only while
+	// the reversed qualification ref is still its lead's newest and no qualify of the next
+	// generation has begun (its intent absent, or failed), in one atomic step that also records
+	// the cancel as pending on ref (CancelsPending; the intent's CancelOf names ref). Until
+	// FinishIntent finishes the intent (done or failed, in the same atomic step), the lead's next
+	// generation can neither begin its qualify intent nor be recorded by Qualify (ErrConflict).
+	//
+	// The sweep cancels a reversed qualification's rewards this way, so that its cancel and a
+	// requalification of the lead (a renewal, a won dispute) are ordered: RF makes no new reward
+	// when it qualifies a lead whose reward of the same definition is still due, so a cancel
+	// that reached RF after the requalification would take the lead's only reward away. Either
+	// the cancel is begun first, and the requalification waits until it is finished (RF then
+	// makes a new reward when it qualifies the lead), or the requalification began first and
+	// the cancel is refused with ErrQualificationSuperseded, nothing written (the reward follows
+	// the new qualification: RematchDueReward). A pending or done intent is answered as
+	// BeginIntent answers, before the qualification is considered; ref missing → ErrNotFound;
+	// ref standing → ErrConflict (a cancel stands on a reversal); another kind → ErrInvalid.
+	BeginCancelIfNewest(ctx context.Context, in Intent, ref QualificationRef) (Intent, error)
 	// TakeOverIntent starts a new attempt of a pending intent whose attempt is presumed crashed:
 	// it succeeds only if the intent is still pending at attempt seenAttempts (the Attempts the
 	// caller read) and that attempt began before staleBefore. It then counts attempt
@@ -159,7 +183,9 @@ type Store interface {
 	// finished done instead, with no new call. Of N callers taking over the same attempt, exactly
 	// one wins; the others must not act.
 	TakeOverIntent(ctx context.Context, kind IntentKind, target string, seenAttempts int, staleBefore time.Time) (Intent, error)
-	// FinishIntent confirms (done) or gives up (failed, retryable) the pending attempt.
+	// FinishIntent confirms (done) or gives up (failed, retryable) the pending attempt. A cancel
+	// begun with BeginCancelIfNewest leaves its qualification's CancelsPending in the same
+	// atomic step, whichever the outcome.
 	FinishIntent(ctx context.Context, kind IntentKind, target string, outcome IntentStatus, lastErr string) (Intent, error)
 	IntentOf(ctx context.Context, kind IntentKind, target string) (Intent, error)
 	// PendingIntents lists pending intents of a kind, oldest attempt first, for reconciliation.

@@ -80,6 +80,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"QualificationTimes", testQualificationTimes},
 		{"DueRewardCreatedAfter", testDueRewardCreatedAfter},
 		{"BeginIntentIfStanding", testBeginIntentIfStanding},
+		{"BeginCancelIfNewest", testBeginCancelIfNewest},
 		{"QualificationsFor", testQualificationsFor},
 		{"MatchDueReward", testMatchDueReward},
 		{"RematchDueReward", testRematchDueReward},
@@ -115,6 +116,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"RaceRematchOrMatch", testRaceRematchOrMatch},
 		{"RaceMatchSlots", testRaceMatchSlots},
 		{"RaceBeginIfStandingOrReverse", testRaceBeginIfStandingOrReverse},
+		{"RaceCancelOrRequalify", testRaceCancelOrRequalify},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -220,6 +221,12 @@ type Qualification struct {
 	// whoever receives it. It is kept on the qualification item, so LatestQualification and
 	// StandingQualification fill it; QualificationsFor's index copies leave it nil.
 	MatchedDueRewardIDs []int64
+	// CancelsPending lists, in ascending order, the due rewards whose cancel BeginCancelIfNewest
+	// began on this (reversed) qualification and FinishIntent has not finished yet. While it is
+	// not empty the lead cannot be qualified again: the next generation's qualify intent and its
+	// Qualify are refused (ErrConflict). Like MatchedDueRewardIDs, only the qualification item has
+	// it: QualificationsFor's index copies leave it nil.
+	CancelsPending []int64
 	// Slots maps a reward definition (RF's reward_id) to the due reward that fills it, for one
 	// recipient: QualificationsFor fills it with the slots of the recipient it was asked about
 	// (nil when none is taken). The qualification item has no slots: it leaves it nil.
@@ -517,6 +524,9 @@ type Intent struct {
 	AttemptedAt time.Time // start of the latest attempt
 	FinishedAt  time.Time
 	LastError   string
+	// CancelOf is, for a cancel begun with BeginCancelIfNewest, the reversed qualification the
+	// cancel was decided on (whose CancelsPending holds it until it is finished); zero otherwise.
+	CancelOf QualificationRef
 
 	// PreviousAttemptAt is set only with ErrIntentPending: when the unfinished attempt began (the
 	// stored AttemptedAt). A recent one may still be in flight (answer "in progress"); an old
@@ -528,6 +538,17 @@ type Intent struct {
 // a lead; NextQualificationSeq gives the seq a Qualify is about to create.
 func QualificationTarget(leadID, seq int64) string {
 	return strconv.FormatInt(leadID, 10) + "#" + strconv.FormatInt(seq, 10)
+}
+
+// parseQualificationTarget reads a QualificationTarget back; ok=false for any other target.
+func parseQualificationTarget(target string) (ref QualificationRef, ok bool) {
+	lead, seq, found := strings.Cut(target, "#")
+	l, err1 := strconv.ParseInt(lead, 10, 64)
+	n, err2 := strconv.ParseInt(seq, 10, 64)
+	if !found || err1 != nil || err2 != nil || l <= 0 || n <= 0 {
+		return QualificationRef{}, false
+	}
+	return QualificationRef{LeadID: l, Seq: n}, true
 }
 
 // DueRewardTarget is the intent target for issuing or canceling a due reward.

@@ -189,6 +189,11 @@ func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, pa
 	return res, err
 }
 
+// ErrCancelPending means the lead is to be qualified again while the sweep cancels a reward of
+// its reversed qualification: RF must see that cancel first (it makes the lead's new reward only
+// once the old one is canceled), so the caller answers 503 and Stripe retries later.
+var ErrCancelPending = errors.New("the sweep is canceling a reward of the lead's reversed qualification; retry later")
+
 // qualify runs intent → RF call → confirm. PUT /users/qualification sets a state, so a retry
 // after a crash simply sets it again; the intent records that the call was made.
 func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subject, invoiceID string, out Result, inputs map[string]string) (Result, error) {
@@ -215,6 +220,11 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 	case errors.Is(err, ledger.ErrIntentDone):
 		// The call was confirmed but the qualification not recorded (a crash in between): in
 		// is the intent as stored, whose times are those of the call that qualified the lead.
+	case errors.Is(err, ledger.ErrConflict):
+		// The sweep is canceling a reward of the lead's reversed qualification: RF must see that
+		// cancel before it qualifies the lead again, or the lead's new reward is never made.
+		// The sender retries once the cancel is finished.
+		return Result{}, fmt.Errorf("qualify lead %d: %w: %w", lead.ID, ErrCancelPending, err)
 	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
 		return Result{}, fmt.Errorf("qualify lead %d: intent: %w", lead.ID, err)
 	default:

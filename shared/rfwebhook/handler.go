@@ -311,7 +311,9 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 		}
 		// The generation this decision is about: the first, or the one after a reversal whose
 		// unqualify is done. The ledger refuses it (ErrConflict) if another was recorded, or
-		// this one reversed, since the read: RF retries, and the webhook is decided again.
+		// this one reversed, since the read, or while the sweep cancels a reward of the reversed
+		// generation (RF must see that cancel first): RF retries, and the webhook is decided
+		// again.
 		next := int64(1)
 		latest, err := h.Ledger.LatestQualification(ctx, u.ID)
 		switch {
@@ -337,7 +339,7 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 			return result{"processed", "qualification already recorded"}, nil
 		}
 		if errors.Is(err, ledger.ErrConflict) {
-			return result{}, fmt.Errorf("lead %d: the ledger's qualifications changed since they were read: %w", u.ID, errReversalUnfinished)
+			return result{}, fmt.Errorf("lead %d: the ledger's qualifications changed since they were read, or a cancel of the reversed one's reward is pending (%w): %w", u.ID, err, errReversalUnfinished)
 		}
 		if err != nil {
 			return result{}, fmt.Errorf("record qualification of lead %d: %w", u.ID, err)

@@ -443,3 +443,47 @@ func TestLeadQualifiedRacingAReversalIsRetried(t *testing.T) {
 		}
 	})
 }
+
+// RF qualifies Erin again (an RF admin, say) while the sweep's cancel of a reward of her
+// reversed qualification is pending: the ledger holds her next generation back until the cancel
+// is finished (ledger.BeginCancelIfNewest), so the webhook is retried, then recorded.
+func TestLeadQualifiedDuringTheSweepsCancelIsRetried(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		q1, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: 5, ReferrerID: 2, Origin: ledger.OriginRefbridge})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.Reverse(ctx, q1.Ref(), time.Time{}, "refund"); err != nil {
+			t.Fatal(err)
+		}
+		unqualify := ledger.Intent{Kind: ledger.IntentUnqualify, Target: ledger.QualificationTarget(5, q1.Seq), Ref: "charge#ch_1"}
+		if _, err := e.ledger.BeginIntent(ctx, unqualify); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.FinishIntent(ctx, ledger.IntentUnqualify, unqualify.Target, ledger.IntentDone, ""); err != nil {
+			t.Fatal(err)
+		}
+		cancel := ledger.Intent{Kind: ledger.IntentCancel, Target: ledger.DueRewardTarget(1042), Ref: "sweep"}
+		if _, err := e.ledger.BeginCancelIfNewest(ctx, cancel, q1.Ref()); err != nil {
+			t.Fatal(err)
+		}
+		e.sim.Qualify(t, 5)
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 {
+			t.Fatalf("the sweep's cancel pending: %d %s", s, b)
+		}
+		if q, err := e.ledger.LatestQualification(ctx, 5); err != nil || q.Seq != 1 {
+			t.Fatalf("Erin's latest qualification: %+v %v, want generation 1", q, err)
+		}
+		if _, err := e.ledger.FinishIntent(ctx, ledger.IntentCancel, cancel.Target, ledger.IntentDone, ""); err != nil {
+			t.Fatal(err)
+		}
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 200 || !strings.Contains(b, "processed") {
+			t.Fatalf("the cancel finished: %d %s", s, b)
+		}
+		if q, err := e.ledger.LatestQualification(ctx, 5); err != nil || q.Seq != 2 || !q.Standing() {
+			t.Fatalf("Erin's latest qualification: %+v %v, want generation 2, standing", q, err)
+		}
+	})
+}

@@ -92,6 +92,11 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		// Expected when a customer's event and its checkout's arrive together: not an error.
 		log.InfoContext(ctx, "stripe event waits for another delivery creating the same lead", "error", err.Error())
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "another delivery is creating the same lead; retry later"}
+	case errors.Is(err, referrals.ErrCancelPending):
+		// Expected when a renewal or a won dispute comes while the sweep cancels the lead's
+		// reward of its refund: not an error.
+		log.InfoContext(ctx, "stripe event waits for the sweep's cancel of the lead's reward", "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "a reward of this lead is being canceled; retry later"}
 	case err != nil:
 		log.ErrorContext(ctx, "stripe event failed; Stripe will retry", "error", err.Error())
 		h.Metrics.Count(ctx, "TransientFailure", 1)

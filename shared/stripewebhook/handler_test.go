@@ -684,3 +684,43 @@ func TestBasilDisputeWithoutAKey(t *testing.T) {
 		}
 	})
 }
+
+// A won dispute comes while the sweep cancels a reward of Erin's reversed qualification (its
+// cancel begun, RF not called yet): qualifying her again in RF first would make RF keep no new
+// reward for her, so the event is answered 503, without an error or an RF call, until the
+// cancel is finished; Stripe's redelivery then restores her.
+func TestWonDisputeWaitsForTheSweepsCancel(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		ctx := context.Background()
+		mustCall(t, e, "invoice.paid.2024-06-20.json", "processed", "qualified")
+		mustCall(t, e, "charge.dispute.created.2024-06-20.json", "processed", "unqualified")
+		q1, err := e.ledger.LatestQualification(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel := ledger.Intent{Kind: ledger.IntentCancel, Target: ledger.DueRewardTarget(1042), Ref: "sweep"}
+		if _, err := e.ledger.BeginCancelIfNewest(ctx, cancel, q1.Ref()); err != nil {
+			t.Fatal(err)
+		}
+		puts := rfCalls(e.sim, "PUT", "/api/v2/users/qualification")
+		won := signed(fixture(t, "charge.dispute.closed.won.2024-06-20.json"))
+		if status, a := call(t, e, won); status != 503 || !strings.Contains(a.Error, "being canceled") {
+			t.Fatalf("won dispute during the sweep's cancel: %d %+v, want 503", status, a)
+		}
+		if erinQualified(t, e.sim) || rfCalls(e.sim, "PUT", "/api/v2/users/qualification") != puts {
+			t.Fatal("Erin was qualified again in RF before the sweep's cancel was done")
+		}
+		if strings.Contains(e.logs.String(), `"level":"ERROR"`) {
+			t.Fatalf("an expected wait logged as an error: %s", e.logs.String())
+		}
+		if _, err := e.ledger.FinishIntent(ctx, ledger.IntentCancel, cancel.Target, ledger.IntentDone, ""); err != nil {
+			t.Fatal(err)
+		}
+		if status, a := call(t, e, won); status != 200 || !strings.HasPrefix(a.Reason, "restored") {
+			t.Fatalf("the redelivery after the cancel: %d %+v", status, a)
+		}
+		if !erinQualified(t, e.sim) {
+			t.Fatal("the won dispute did not restore the qualification in RF")
+		}
+	})
+}

@@ -16,6 +16,10 @@ import (
 // ruleInProgress is the waiting rule of a reward whose earlier attempt is still recent.
 const ruleInProgress = "in_progress"
 
+// ruleRequalifying is the waiting rule of a reward whose cancel was not begun because its lead
+// is qualified again, or being qualified: a later run moves it to the new qualification.
+const ruleRequalifying = "requalifying"
+
 // one records, matches, decides and acts on one due reward. createdAfter is when the last
 // complete listing of the metric before this one started (zero: none), the lower bound of the
 // reward's creation if this is its first sighting. seen says whether the sighting was recorded.
@@ -98,6 +102,8 @@ func (s *Sweeper) decideAndAct(ctx context.Context, m rf.Metric, d rf.DueReward,
 			sum.Reconciled++
 		case out == inProgress:
 			sum.Waiting[ruleInProgress]++
+		case out == requalifying:
+			sum.Waiting[ruleRequalifying]++
 		}
 	}
 	return false, nil
@@ -157,6 +163,11 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 		if slotSpent(qs, i, rec.RewardID) {
 			continue
 		}
+		if reserved, err := s.slotReserved(ctx, qs, i, rec.RewardID); err != nil {
+			return nil, err
+		} else if reserved {
+			continue
+		}
 		err := s.Ledger.MatchDueReward(ctx, rec.ID, qs[i].Ref(), slot)
 		if errors.Is(err, ledger.ErrConflict) {
 			// The slot was taken meanwhile, or the reward was matched elsewhere: read it to tell.
@@ -199,6 +210,39 @@ func slotSpent(qs []ledger.Qualification, i int, rewardID int64) bool {
 		}
 	}
 	return false
+}
+
+// slotReserved reports whether the standing requalification qs[i], whose slot for the reward
+// definition is free, will get no reward of its own in it: an earlier generation of the same
+// lead holds one there that was not canceled. RF makes a lead's reward of a definition again
+// only when the earlier one was canceled (rfsim decision 9), and the sweep never cancels it
+// once the requalification has begun (BeginCancelIfNewest). A reward still due moves to qs[i]
+// (RematchDueReward) when the sweep next meets it, which may be after a run that resumed past
+// it from its checkpoint; an issued one leaves the slot empty. Another lead's reward taking the
+// slot meanwhile would leave the moved reward due for ever, or be held and canceled for the
+// wrong lead.
+func (s *Sweeper) slotReserved(ctx context.Context, qs []ledger.Qualification, i int, rewardID int64) (bool, error) {
+	q := qs[i]
+	if !q.Standing() || q.Seq < 2 {
+		return false, nil
+	}
+	for _, earlier := range qs {
+		held := earlier.Slots[rewardID]
+		if earlier.LeadID != q.LeadID || earlier.Seq >= q.Seq || held == 0 {
+			continue
+		}
+		r, err := s.Ledger.DueRewardRecord(ctx, held)
+		if errors.Is(err, ledger.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("due reward %d of qualification %d/%d: %w", held, earlier.LeadID, earlier.Seq, err)
+		}
+		if r.State != ledger.RewardCanceled {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // couldHaveMade reports whether qualification q's possible time [EarliestAt, At] overlaps the
@@ -251,10 +295,11 @@ func (s *Sweeper) matched(ctx context.Context, rec ledger.DueReward, qs []ledger
 type outcome int
 
 const (
-	acted       outcome = iota + 1 // called RF, and confirmed
-	alreadyDone                    // an earlier attempt had done it: confirmed without a call
-	inProgress                     // an earlier attempt is recent: left alone
-	dryRun                         // nothing called
+	acted        outcome = iota + 1 // called RF, and confirmed
+	alreadyDone                     // an earlier attempt had done it: confirmed without a call
+	inProgress                      // an earlier attempt is recent: left alone
+	dryRun                          // nothing called
+	requalifying                    // a cancel not made: the lead is qualified again, or being qualified
 )
 
 // describe is the result the decision log records beside the decision.
@@ -270,6 +315,8 @@ func (o outcome) describe(err error) string {
 		return "an earlier attempt is still recent; left for a later run"
 	case o == dryRun:
 		return "dry run: not called"
+	case o == requalifying:
+		return "not canceled: the lead is qualified again, or being qualified; the reward follows the new qualification"
 	}
 	return ""
 }
@@ -279,6 +326,14 @@ func (o outcome) describe(err error) string {
 // the intent (BeginIntentIfStanding): a refund's reversal flow reverses the qualification before
 // it reads the rewards' intents, so either it sees this issue as begun, or the issue is refused
 // with ledger.ErrQualificationReversed and nothing is called.
+//
+// A cancel is begun only while its reversed qualification is the lead's newest and no qualify
+// of the next generation has begun (BeginCancelIfNewest), and no qualify can begin until the
+// cancel is finished. RF makes no new reward when it qualifies again a lead whose reward is
+// still due, so a cancel landing in RF after a renewal or a won dispute qualified the lead again
+// would take the lead's only reward away for ever. Either the cancel reaches RF first (and RF
+// makes a new reward at the requalification), or it is not made (requalifying) and the reward
+// follows the new qualification on a later run.
 func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward, q *ledger.Qualification) (outcome, error) {
 	kind, call := ledger.IntentIssue, s.RF.IssueReward
 	if a == Cancel {
@@ -292,14 +347,24 @@ func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward
 	intent := ledger.Intent{Kind: kind, Target: target, Ref: "sweep"}
 	var in ledger.Intent
 	var err error
-	if a == Issue && q != nil {
+	switch {
+	case a == Issue && q != nil:
 		in, err = s.Ledger.BeginIntentIfStanding(ctx, intent, q.Ref())
-	} else {
+	case a == Cancel && q != nil:
+		in, err = s.Ledger.BeginCancelIfNewest(ctx, intent, q.Ref())
+		if err == nil {
+			if again, rerr := s.requalifiedInRF(ctx, q); rerr != nil || again {
+				return s.abandonCancel(ctx, d.ID, again, rerr)
+			}
+		}
+	default:
 		in, err = s.Ledger.BeginIntent(ctx, intent)
 	}
 	switch {
 	case errors.Is(err, ledger.ErrQualificationReversed):
 		return 0, err
+	case errors.Is(err, ledger.ErrQualificationSuperseded):
+		return requalifying, nil
 	case errors.Is(err, ledger.ErrIntentDone):
 		// Confirmed in RF, but the settlement was not recorded (a crash between the two).
 		return alreadyDone, s.settle(ctx, kind, d.ID, d.RecipientID, "")
@@ -320,6 +385,13 @@ func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward
 		if err != nil {
 			return 0, fmt.Errorf("%s reward %d: take over the earlier attempt: %w", a, d.ID, err)
 		}
+		if a == Cancel && q != nil {
+			// The crashed attempt did not reach RF (RF lists the reward due, and the attempt is
+			// stale): it may have died giving the cancel up, so it is decided as a new one.
+			if again, rerr := s.requalifiedInRF(ctx, q); rerr != nil || again {
+				return s.abandonCancel(ctx, d.ID, again, rerr)
+			}
+		}
 	case err != nil:
 		return 0, fmt.Errorf("%s reward %d: intent: %w", a, d.ID, err)
 	}
@@ -338,6 +410,52 @@ func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward
 	}
 	r.ID = d.ID
 	return acted, s.confirm(ctx, kind, r)
+}
+
+// requalifiedInRF reports, for a cancel just begun on the reversed qualification q, whether the
+// lead may be qualified again in RF all the same: a qualify of the next generation failed (that
+// is what let the cancel begin), but a failed PUT /users/qualification may have been applied
+// (an answer lost after RF processed it). No qualify can begin now that the cancel has, so RF is
+// read once: a lead qualified there keeps its due reward (its renewal's qualify, retried, records
+// the new generation, and the reward follows it). A failure that recent may still be in flight,
+// so it counts as qualified until clockSkew has passed.
+func (s *Sweeper) requalifiedInRF(ctx context.Context, q *ledger.Qualification) (bool, error) {
+	next := ledger.QualificationTarget(q.LeadID, q.Seq+1)
+	qi, err := s.Ledger.IntentOf(ctx, ledger.IntentQualify, next)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("qualify intent of lead %d, generation %d: %w", q.LeadID, q.Seq+1, err)
+	case s.now().Sub(qi.FinishedAt) < clockSkew:
+		return true, nil
+	}
+	u, err := s.RF.GetUser(ctx, strconv.FormatInt(q.LeadID, 10))
+	if rf.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read lead %d: %w", q.LeadID, err)
+	}
+	return u.Qualified(), nil
+}
+
+// abandonCancel gives up a cancel just begun, before any call: requalified says the lead may be
+// qualified again in RF (requalifying), else err says why RF could not be read. Its intent is
+// finished failed, which lets the lead be qualified again and a later run begin the cancel
+// again.
+func (s *Sweeper) abandonCancel(ctx context.Context, id int64, requalified bool, err error) (outcome, error) {
+	why := "the lead may be qualified again in Referral Factory"
+	if err != nil {
+		why = err.Error()
+	}
+	if _, ferr := s.Ledger.FinishIntent(ctx, ledger.IntentCancel, ledger.DueRewardTarget(id), ledger.IntentFailed, "not called: "+why); ferr != nil {
+		return 0, errors.Join(err, fmt.Errorf("cancel reward %d: give up: %w", id, ferr))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cancel reward %d: %w", id, err)
+	}
+	return requalifying, nil
 }
 
 // confirm records an effect RF applied: the reward settled, then the intent done. In that

@@ -30,6 +30,8 @@ type Ledger interface {
 	IssuedInMonth(ctx context.Context, recipientID int64, month time.Time) (int, error)
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
 	BeginIntentIfStanding(ctx context.Context, in ledger.Intent, q ledger.QualificationRef) (ledger.Intent, error)
+	BeginCancelIfNewest(ctx context.Context, in ledger.Intent, q ledger.QualificationRef) (ledger.Intent, error)
+	IntentOf(ctx context.Context, kind ledger.IntentKind, target string) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
 	LeadsByEmail(ctx context.Context, emailHash string) ([]ledger.Lead, error)
 	TakeOverIntent(ctx context.Context, kind ledger.IntentKind, target string, seenAttempts int, staleBefore time.Time) (ledger.Intent, error)
@@ -56,6 +58,7 @@ type RF interface {
 	IssuedRewards(m rf.Metric, opts rf.ListOptions) *rf.Pager[rf.IssuedReward]
 	IssueReward(ctx context.Context, dueID int64) (rf.IssuedReward, error)
 	CancelReward(ctx context.Context, dueID int64) (rf.IssuedReward, error)
+	GetUser(ctx context.Context, identifier string, with ...string) (rf.User, error)
 	Stats() rf.Stats
 }
 
