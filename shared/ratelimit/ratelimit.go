@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,6 +67,12 @@ type Bucket struct {
 	burst int64
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
+	// seen is the tat this process last read or wrote (epoch µs; 0: none yet). It only picks
+	// which conditional write to try first: a bucket idle when last seen usually still is (a
+	// webhook's calls are far apart), so starting the queue at now takes the token in one
+	// request instead of a failed busy-bucket write and then that one. Both writes are
+	// conditional on the bucket as it is, so a stale guess costs a request, never a token.
+	seen atomic.Int64
 }
 
 // Option configures a Bucket.
@@ -118,23 +125,32 @@ func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
 		}
 		now := b.now()
 		nowUS := now.UnixMicro()
-		// Common case under load: the bucket is busy; the token is ours if the queue ahead of us
-		// is shorter than the burst.
-		old, ok, err := b.update(ctx,
+		if b.seen.Load() < nowUS {
+			// Idle when last seen (or never seen): start the queue at now. When that fails, the
+			// bucket is busy after all, and start has recorded its tat.
+			_, ok, err := b.start(ctx, nowUS)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if ok {
+				return now, nil
+			}
+		}
+		// Busy bucket: the token is ours if the queue ahead of us is shorter than the burst.
+		old, ok, err := b.update(ctx, // old is the new tat when ok
 			expression.Set(expression.Name("tat"), expression.Name("tat").Plus(expression.Value(b.iv))),
 			expression.Name("tat").GreaterThanEqual(expression.Value(nowUS)).
 				And(expression.Name("tat").LessThanEqual(expression.Value(nowUS+(b.burst-1)*b.iv))))
 		if err != nil {
 			return time.Time{}, err
 		}
+		b.seen.Store(old)
 		if ok {
 			return now, nil
 		}
 		if old < nowUS {
-			// Idle bucket (or none yet): start the queue at now.
-			_, ok, err := b.update(ctx,
-				expression.Set(expression.Name("tat"), expression.Value(nowUS+b.iv)),
-				expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(nowUS))))
+			// Idle bucket (or none yet), though it was busy when last seen: start the queue.
+			_, ok, err := b.start(ctx, nowUS)
 			if err != nil {
 				return time.Time{}, err
 			}
@@ -153,44 +169,69 @@ func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
 	}
 }
 
+// start takes a token from an idle bucket (or none yet), starting the queue at nowUS. ok
+// reports whether it did; tat is the bucket's tat then (≥ nowUS when it did not: busy).
+func (b *Bucket) start(ctx context.Context, nowUS int64) (tat int64, ok bool, err error) {
+	tat, ok, err = b.update(ctx,
+		expression.Set(expression.Name("tat"), expression.Value(nowUS+b.iv)),
+		expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(nowUS))))
+	if err == nil {
+		b.seen.Store(tat)
+	}
+	return tat, ok, err
+}
+
 // Penalize makes every user of the bucket wait at least d from now: RF answered 429, and its
 // Retry-After applies to the token, not just to the caller that saw it.
 func (b *Bucket) Penalize(ctx context.Context, d time.Duration) error {
 	tat := b.now().Add(d).UnixMicro() + (b.burst-1)*b.iv
-	_, _, err := b.update(ctx, expression.Set(expression.Name("tat"), expression.Value(tat)),
+	current, _, err := b.update(ctx, expression.Set(expression.Name("tat"), expression.Value(tat)),
 		expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(tat))))
+	if err == nil {
+		b.seen.Store(current) // ours, or a longer penalty already there
+	}
 	return err
 }
 
-// update applies upd under cond. ok reports whether it applied; when it did not, old is the
-// bucket's current tat (0 when there is none).
-func (b *Bucket) update(ctx context.Context, upd expression.UpdateBuilder, cond expression.ConditionBuilder) (old int64, ok bool, err error) {
+// update applies upd under cond. ok reports whether it applied; tat is the bucket's tat after
+// the write when it did, its current one when it did not (0 when there is none).
+func (b *Bucket) update(ctx context.Context, upd expression.UpdateBuilder, cond expression.ConditionBuilder) (tat int64, ok bool, err error) {
 	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(cond).Build()
 	if err != nil {
 		return 0, false, fmt.Errorf("ratelimit: build expression: %w", err)
 	}
-	_, err = b.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	out, err := b.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(b.table),
 		Key:                                 b.key,
 		UpdateExpression:                    expr.Update(),
 		ConditionExpression:                 expr.Condition(),
 		ExpressionAttributeNames:            expr.Names(),
 		ExpressionAttributeValues:           expr.Values(),
+		ReturnValues:                        types.ReturnValueUpdatedNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
-		if v, has := ccf.Item["tat"].(*types.AttributeValueMemberN); has {
-			if old, err = strconv.ParseInt(v.Value, 10, 64); err != nil {
-				return 0, false, fmt.Errorf("ratelimit: bucket holds %q: %w", v.Value, err)
-			}
-		}
-		return old, false, nil
+		tat, err = tatOf(ccf.Item)
+		return tat, false, err
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("ratelimit: take token: %w", err)
 	}
-	return 0, true, nil
+	tat, err = tatOf(out.Attributes)
+	return tat, err == nil, err
+}
+
+func tatOf(item map[string]types.AttributeValue) (int64, error) {
+	v, has := item["tat"].(*types.AttributeValueMemberN)
+	if !has {
+		return 0, nil
+	}
+	tat, err := strconv.ParseInt(v.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("ratelimit: bucket holds %q: %w", v.Value, err)
+	}
+	return tat, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/refbridge/refbridge/shared/ddbtest"
 	"github.com/refbridge/refbridge/shared/referralfactory"
@@ -151,6 +154,54 @@ func TestDeadlineAndPenalty(t *testing.T) {
 	}
 	if at.Before(longStart.Add(300 * time.Millisecond)) {
 		t.Fatalf("a 1 ms penalty cut a 300 ms one short: granted after %s", at.Sub(longStart))
+	}
+}
+
+// countingDB counts the bucket's requests.
+type countingDB struct {
+	DynamoDBAPI
+	n atomic.Int64
+}
+
+func (c *countingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.n.Add(1)
+	return c.DynamoDBAPI.UpdateItem(ctx, in, opts...)
+}
+
+// A token costs one request when the bucket is as this process last saw it, idle or busy; a
+// guess made stale by another instance costs one more, never a token too many.
+func TestTokenCostsOneRequestWhenTheBucketIsAsLastSeen(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	var clock atomic.Int64 // µs since start
+	start := time.Now()
+	now := func() time.Time { return start.Add(time.Duration(clock.Load()) * time.Microsecond) }
+	sleep := func(_ context.Context, d time.Duration) error { clock.Add(d.Microseconds()); return nil }
+	l := Limit{Events: 10, Per: time.Second, Burst: 2} // a token every 125 ms
+	mine, other := &countingDB{DynamoDBAPI: db}, &countingDB{DynamoDBAPI: db}
+	bk, err := New(mine, table, "rf", l, WithClock(now, sleep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk2, _ := New(other, table, "rf", l, WithClock(now, sleep))
+	take := func(b *Bucket, c *countingDB, want int64, what string) {
+		t.Helper()
+		before := c.n.Load()
+		if err := b.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.n.Load() - before; got != want {
+			t.Errorf("%s: %d requests, want %d", what, got, want)
+		}
+	}
+	take(bk, mine, 1, "first token, no bucket yet")
+	take(bk, mine, 1, "second token at once: busy bucket, as last seen")
+	clock.Store(time.Second.Microseconds())
+	take(bk, mine, 1, "a second later: idle bucket, as last seen")
+	take(bk2, other, 2, "another instance, which never saw it: idle guessed, busy found")
+	before := clock.Load()
+	take(bk, mine, 2, "busy beyond the burst since last seen: a refusal, a wait, the token")
+	if waited := time.Duration(clock.Load()-before) * time.Microsecond; waited != 125*time.Millisecond {
+		t.Errorf("waited %s, want 125ms", waited)
 	}
 }
 
