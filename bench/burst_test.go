@@ -25,26 +25,6 @@ import (
 	"github.com/refbridge/refbridge/shared/wiring"
 )
 
-// BurstResult is what BenchmarkBurst writes (burst.json).
-type BurstResult struct {
-	Events      int     `json:"events"`
-	Concurrency int     `json:"concurrency"`
-	Seconds     float64 `json:"seconds"`
-	PerSecond   float64 `json:"events_per_second"`
-	// Latencies of every request (first tries and retries), ms.
-	P50MS float64 `json:"p50_ms"`
-	P99MS float64 `json:"p99_ms"`
-	MaxMS float64 `json:"max_ms"`
-	// Retried counts 503s (the same event in progress, as Stripe's retry would meet), answered
-	// again after a short wait.
-	Retried int `json:"retried_503s"`
-	// Composition and checks.
-	FirstInvoices, Renewals, Duplicates int
-	Qualified                           int      `json:"qualified_in_rf"`
-	QualifyCalls                        int      `json:"qualify_calls"`
-	Failures                            []string `json:"failures,omitempty"`
-}
-
 // BenchmarkBurst POSTs 1,000 Stripe events, 64 at a time, to the local server (`refbridge
 // serve`, built from cmd/refbridge and started as a process) on DynamoDB Local, with the RF
 // simulator, and reports latency percentiles, throughput and whether every event was
@@ -107,17 +87,17 @@ func runBurst(b *testing.B, n, concurrency int) BurstResult {
 	for _, c := range renewers {
 		for inv := 2; inv <= 3; inv++ {
 			seq++
-			evs = append(evs, mixEvent{class: classRenewalReferred, customer: c, invoice: inv, seq: seq, want: "counted"})
+			evs = append(evs, mixEvent{class: ClassRenewalReferred, customer: c, invoice: inv, seq: seq, want: "counted"})
 		}
 	}
 	for _, c := range newcomers {
 		seq++
-		evs = append(evs, mixEvent{class: classFirstReferred, customer: c, invoice: 1, seq: seq, want: "qualified"})
+		evs = append(evs, mixEvent{class: ClassFirstReferred, customer: c, invoice: 1, seq: seq, want: "qualified"})
 	}
 	rng := rand.New(rand.NewPCG(3, 0x62757273))
 	for range res.Duplicates {
 		dup := evs[rng.IntN(len(evs))]
-		dup.class = classDuplicate
+		dup.class = ClassDuplicate
 		evs = append(evs, dup)
 	}
 	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })

@@ -68,23 +68,6 @@ func statusIs(code int) func(lambdaruntime.Result) bool {
 	}
 }
 
-// FunctionStart is one function's figures.
-type FunctionStart struct {
-	Name string `json:"name"`
-	// Arch is the architecture of the size figures (arm64, as deployed; the host's in the CI
-	// smoke run, which skips the cross-compilation).
-	Arch      string  `json:"size_arch"`
-	Bytes     int64   `json:"bytes"`
-	ZipBytes  int64   `json:"zip_bytes"`
-	Runs      int     `json:"runs"`
-	ReadyMS   float64 `json:"ready_median_ms"`          // process start → first GET /next
-	AnswerMS  float64 `json:"first_response_median_ms"` // process start → first response
-	AnswerMin float64 `json:"first_response_min_ms"`
-	AnswerMax float64 `json:"first_response_max_ms"`
-	// VsHello is AnswerMS over hello's, taken in the same run.
-	VsHello float64 `json:"vs_hello"`
-}
-
 // BenchmarkColdStart starts each function's real bootstrap (built as `make build-*` builds it,
 // for this machine: CGO_ENABLED=0 -tags lambda.norpc -trimpath -ldflags=-s -w) under the Lambda
 // Runtime API harness, with the settings it needs, and times process start → first response,
@@ -101,7 +84,7 @@ func BenchmarkColdStart(b *testing.B) {
 		for _, f := range functions {
 			bins[f.name] = lambdaruntime.Build(b, f.pkg)
 			fs := &FunctionStart{Name: f.name, Runs: runs}
-			fs.Arch, fs.Bytes, fs.ZipBytes = deployedSize(b, f.pkg)
+			fs.Arch, fs.Bytes, fs.ZipBytes = deployedSize(b, f.pkg, bins[f.name])
 			res = append(res, fs)
 		}
 		ready := make([][]time.Duration, len(functions))
@@ -173,19 +156,20 @@ func coldStart(b *testing.B, bin string, env map[string]string, f function) (rea
 
 // deployedSize builds pkg as `make build-<Function>` does (linux/arm64, stripped) and returns
 // the bootstrap's size and the size of a zip holding it, as Lambda receives it. The CI smoke
-// run (-short) measures the host's build instead, to skip a cold cross-compilation.
-func deployedSize(b *testing.B, pkg string) (arch string, size, zipped int64) {
+// run (-short) measures host, the same build for this machine, to skip a cold cross-compilation.
+func deployedSize(b *testing.B, pkg, host string) (arch string, size, zipped int64) {
 	b.Helper()
-	arch = "arm64"
+	arch, out := "arm64", host
 	if testing.Short() {
 		arch = runtime.GOARCH
-	}
-	out := filepath.Join(b.TempDir(), "bootstrap")
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build %s for %s: %v\n%s", pkg, arch, err, msg)
+	} else {
+		out = filepath.Join(b.TempDir(), "bootstrap")
+		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("build %s for %s: %v\n%s", pkg, arch, err, msg)
+		}
 	}
 	raw, err := os.ReadFile(out)
 	if err != nil {

@@ -19,10 +19,6 @@ import (
 	rf "github.com/refbridge/refbridge/shared/referralfactory"
 )
 
-// ResultsEnv names the folder each benchmark writes its detailed figures to, as <name>.json,
-// for bench/report (scripts/bench sets it). Unset: the figures are only logged.
-const ResultsEnv = "REFBRIDGE_BENCH_RESULTS"
-
 // writeResult saves v as the named benchmark's figures (and logs them, shortened).
 func writeResult(b *testing.B, name string, v any) {
 	b.Helper()

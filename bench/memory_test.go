@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,36 +37,6 @@ type memorySpec struct {
 	Fixture string            `json:"fixture_dir"`
 	Env     map[string]string `json:"env"`
 	Leads   []ledger.Lead     `json:"leads"`
-}
-
-// MemorySample is the measured process after some events, after a garbage collection.
-type MemorySample struct {
-	Events     int     `json:"events"`
-	HeapMB     float64 `json:"heap_inuse_mb"`
-	RSSMB      float64 `json:"rss_mb"`
-	Goroutines int     `json:"goroutines"`
-}
-
-// MemoryResult is what BenchmarkMemory writes (memory.json).
-type MemoryResult struct {
-	Events  int            `json:"events"`
-	Seconds float64        `json:"seconds"`
-	PeakMB  float64        `json:"peak_rss_mb"` // VmHWM at the end
-	Base    MemorySample   `json:"base"`        // before the handler was built
-	Samples []MemorySample `json:"samples"`
-	// Released is the process once the handler and its in-memory stores are dropped: what the
-	// events left behind that is not the state they recorded.
-	Released MemorySample `json:"released"`
-	// StateMB is what the in-memory stores held at the end (the heap at the end less Released):
-	// in Lambda the state is in DynamoDB, not in the process.
-	StateMB       float64 `json:"state_mb"`
-	StateKBPerEvt float64 `json:"state_kb_per_event"`
-	// GrowthAfterWarmup is the heap from the first sample (the warm-up) to the last, and
-	// GrowthNotState what of it is not the recorded state.
-	GrowthAfterWarmupMB float64 `json:"heap_growth_after_warmup_mb"`
-	RSSGrowthMB         float64 `json:"rss_growth_after_warmup_mb"`
-	LeftBehindMB        float64 `json:"left_behind_mb"` // Released − Base
-	Failures            int     `json:"failures"`
 }
 
 // BenchmarkMemory runs the stripe-webhook handler in a process of its own (this test binary,
@@ -170,6 +141,17 @@ func measure(specPath string) (MemoryResult, error) {
 		return MemoryResult{}, err
 	}
 	res := MemoryResult{Events: spec.Events, Base: sample(0)}
+	if path := os.Getenv("REFBRIDGE_BENCH_MEMORY_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return MemoryResult{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return MemoryResult{}, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx := context.Background()
 	// As the local server builds it without STATE_TABLE, but with no limiter: the in-process
@@ -198,6 +180,7 @@ func measure(specPath string) (MemoryResult, error) {
 	}
 	res.Seconds = time.Since(start).Seconds()
 	end := sample(len(m.events))
+	runtime.KeepAlive(deps) // live until here: the sample above counts the stores
 	res.PeakMB = procStatusMB("VmHWM")
 	// Drop everything the handler reaches, the stores included, and measure what is left.
 	deps, invoke, m = wiring.Deps{}, nil, nil

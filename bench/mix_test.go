@@ -30,20 +30,6 @@ import (
 	"github.com/refbridge/refbridge/shared/wiring"
 )
 
-// The event classes of the mix.
-const (
-	classFirstReferred    = "first invoice, referred customer"
-	classFirstNotReferred = "first invoice, customer not referred"
-	classRenewalReferred  = "renewal, referred customer"
-	classRenewalNot       = "renewal, customer not referred"
-	classDuplicate        = "duplicate delivery"
-	classRefundReferred   = "refund, referred customer"
-	classRefundNot        = "refund, customer not referred"
-)
-
-var classOrder = []string{classFirstReferred, classFirstNotReferred, classRenewalReferred, classRenewalNot,
-	classDuplicate, classRefundReferred, classRefundNot}
-
 // mixEvent is one delivery of the mix; its payload is rendered when it is sent (mix.payload),
 // so a process handling the mix does not hold 10,000 bodies.
 type mixEvent struct {
@@ -81,12 +67,12 @@ type mix struct {
 func newMix(invoice, refund []byte, n int, seed uint64) (*mix, error) {
 	m := &mix{invoice: invoice, refund: refund}
 	counts := map[string]int{
-		classFirstReferred: n * 5 / 100, classFirstNotReferred: n * 15 / 100, "renewal": n * 70 / 100,
-		classDuplicate: n * 5 / 100, "refund": n * 5 / 100,
+		ClassFirstReferred: n * 5 / 100, ClassFirstNotReferred: n * 15 / 100, "renewal": n * 70 / 100,
+		ClassDuplicate: n * 5 / 100, "refund": n * 5 / 100,
 	}
-	counts["renewal"] += n - counts[classFirstReferred] - counts[classFirstNotReferred] - counts["renewal"] - counts[classDuplicate] - counts["refund"]
+	counts["renewal"] += n - counts[ClassFirstReferred] - counts[ClassFirstNotReferred] - counts["renewal"] - counts[ClassDuplicate] - counts["refund"]
 	var labels []string
-	for _, c := range []string{classFirstReferred, classFirstNotReferred, "renewal", classDuplicate, "refund"} {
+	for _, c := range []string{ClassFirstReferred, ClassFirstNotReferred, "renewal", ClassDuplicate, "refund"} {
 		for range counts[c] {
 			labels = append(labels, c)
 		}
@@ -105,8 +91,8 @@ func newMix(invoice, refund []byte, n int, seed uint64) (*mix, error) {
 	try := func(label string) bool {
 		seq++
 		switch label {
-		case classFirstReferred, classFirstNotReferred:
-			c := &customer{id: fmt.Sprintf("cus_Mix%010d", len(m.customers)+1), referred: label == classFirstReferred}
+		case ClassFirstReferred, ClassFirstNotReferred:
+			c := &customer{id: fmt.Sprintf("cus_Mix%010d", len(m.customers)+1), referred: label == ClassFirstReferred}
 			c.email = fmt.Sprintf("payer%d@example.com", len(m.customers)+1)
 			m.customers = append(m.customers, c)
 			want := "qualified"
@@ -121,18 +107,18 @@ func newMix(invoice, refund []byte, n int, seed uint64) (*mix, error) {
 				return false
 			}
 			c := active[rng.IntN(len(active))]
-			class, want := classRenewalReferred, "counted"
+			class, want := ClassRenewalReferred, "counted"
 			if !c.referred {
-				class, want = classRenewalNot, "unmatched"
+				class, want = ClassRenewalNot, "unmatched"
 			}
 			m.pay(c, class, seq, want)
 			payments = append(payments, paid{c, c.invoices})
-		case classDuplicate:
+		case ClassDuplicate:
 			if len(m.events) == 0 {
 				return false
 			}
 			dup := m.events[rng.IntN(len(m.events))]
-			dup.class, dup.want = classDuplicate, "duplicate"
+			dup.class, dup.want = ClassDuplicate, "duplicate"
 			m.events = append(m.events, dup)
 		case "refund":
 			if len(payments) == 0 {
@@ -141,9 +127,9 @@ func newMix(invoice, refund []byte, n int, seed uint64) (*mix, error) {
 			i := rng.IntN(len(payments))
 			p := payments[i]
 			payments = slices.Delete(payments, i, i+1)
-			class := classRefundReferred
+			class := ClassRefundReferred
 			if !p.c.referred {
-				class = classRefundNot
+				class = ClassRefundNot
 			}
 			m.refundOf(p.c, p.invoice, class, seq)
 			if !p.c.churned {
@@ -234,38 +220,6 @@ func (m *mix) request(ev mixEvent) events.LambdaFunctionURLRequest {
 	return req
 }
 
-// classStats are one class's figures.
-type classStats struct {
-	Events         int            `json:"events"`
-	DDBRequests    float64        `json:"ddb_requests_per_event"`
-	DDBByOperation map[string]int `json:"ddb_by_operation"`
-	RRU            float64        `json:"rru_per_event"`
-	WRU            float64        `json:"wru_per_event"`
-	EstimatedWRU   float64        `json:"estimated_wru_per_event"`
-	RFCalls        float64        `json:"rf_calls_per_event"`
-	RFByRoute      map[string]int `json:"rf_by_route"`
-	MeanMS         float64        `json:"mean_ms"`
-	P99MS          float64        `json:"p99_ms"`
-}
-
-// MixResult is what BenchmarkEventMix writes (mix.json).
-type MixResult struct {
-	Events     int                    `json:"events"`
-	Workers    int                    `json:"workers"`
-	Seconds    float64                `json:"seconds"`
-	Classes    map[string]*classStats `json:"classes"`
-	All        *classStats            `json:"all"`
-	MemoryMB   int                    `json:"lambda_memory_mb"`
-	Cost       Cost                   `json:"cost_per_million"`
-	Failures   []string               `json:"failures,omitempty"`
-	ClassOrder []string               `json:"class_order"`
-	// UnmatchedShare is the share of events that left an unmatched invoice waiting, and
-	// UnmatchedRetry what one of the sweep's hourly retries of such an invoice costs (measured
-	// on a sample, the sweep's steps: RetryUnmatched, then RescheduleUnmatched).
-	UnmatchedShare float64     `json:"unmatched_share"`
-	UnmatchedRetry *classStats `json:"unmatched_retry"`
-}
-
 // BenchmarkEventMix delivers a realistic mix of Stripe events (newMix) to the stripe-webhook
 // handler as Lambda runs it (the Function URL adapter, wiring's DynamoDB stores on DynamoDB
 // Local, the shared rate limiter in the same table, the RF simulator) and counts, per event
@@ -274,11 +228,11 @@ type MixResult struct {
 func BenchmarkEventMix(b *testing.B) {
 	n := size(10000, 200)
 	for range b.N {
-		res := runMix(b, n, 16)
+		res := runMix(b, n, 4)
 		b.ReportMetric(res.All.DDBRequests, "ddb-req/event")
 		b.ReportMetric(res.All.RFCalls, "rf-calls/event")
-		b.ReportMetric(res.Classes[classDuplicate].DDBRequests, "ddb-req/duplicate")
-		b.ReportMetric(res.Classes[classFirstReferred].DDBRequests, "ddb-req/first-qualification")
+		b.ReportMetric(res.Classes[ClassDuplicate].DDBRequests, "ddb-req/duplicate")
+		b.ReportMetric(res.Classes[ClassFirstReferred].DDBRequests, "ddb-req/first-qualification")
 		b.ReportMetric(res.Cost.Total, "usd/million-events")
 		writeResult(b, "mix", res)
 		if len(res.Failures) > 0 {
@@ -409,10 +363,10 @@ func runMix(b *testing.B, n, workers int) MixResult {
 	elapsed := time.Since(start)
 	b.StopTimer()
 
-	res := MixResult{Events: len(m.events), Workers: workers, Seconds: elapsed.Seconds(), Classes: map[string]*classStats{},
-		MemoryMB: lambdaMemoryMB(b), ClassOrder: classOrder}
+	res := MixResult{Events: len(m.events), Workers: workers, Seconds: elapsed.Seconds(), Classes: map[string]*ClassStats{},
+		MemoryMB: lambdaMemoryMB(b), ClassOrder: ClassOrder}
 	type acc struct {
-		s     *classStats
+		s     *ClassStats
 		times []time.Duration
 		ddb   int
 		rf    int
@@ -424,7 +378,7 @@ func runMix(b *testing.B, n, workers int) MixResult {
 	get := func(class string) *acc {
 		a := accs[class]
 		if a == nil {
-			a = &acc{s: &classStats{DDBByOperation: map[string]int{}, RFByRoute: map[string]int{}}}
+			a = &acc{s: &ClassStats{DDBByOperation: map[string]int{}, RFByRoute: map[string]int{}}}
 			accs[class] = a
 		}
 		return a
@@ -432,7 +386,7 @@ func runMix(b *testing.B, n, workers int) MixResult {
 	for _, rs := range results {
 		for _, o := range rs {
 			ok := o.status == 200 && strings.HasPrefix(o.reason, o.want)
-			if o.class == classDuplicate {
+			if o.class == ClassDuplicate {
 				ok = o.status == 200 && strings.HasPrefix(o.reason, "event already processed")
 			}
 			if !ok && len(res.Failures) < 20 {
@@ -473,7 +427,7 @@ func runMix(b *testing.B, n, workers int) MixResult {
 	}
 	res.Cost = CostPerMillion(res.MemoryMB, res.All.DDBRequests, res.All.WRU, res.All.RRU, res.All.RFCalls)
 	unmatched := 0
-	for _, c := range []string{classFirstNotReferred, classRenewalNot} {
+	for _, c := range []string{ClassFirstNotReferred, ClassRenewalNot} {
 		if cs := res.Classes[c]; cs != nil {
 			unmatched += cs.Events
 		}
@@ -485,13 +439,13 @@ func runMix(b *testing.B, n, workers int) MixResult {
 
 // retryUnmatched retries up to 50 waiting unmatched invoices as one sweep run does, and
 // returns what a retry costs.
-func retryUnmatched(b *testing.B, deps wiring.Deps) *classStats {
+func retryUnmatched(b *testing.B, deps wiring.Deps) *ClassStats {
 	ctx := context.Background()
 	due, err := deps.Ledger.UnmatchedDue(ctx, time.Now().Add(time.Minute), 50)
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := &classStats{DDBByOperation: map[string]int{}, RFByRoute: map[string]int{}}
+	st := &ClassStats{DDBByOperation: map[string]int{}, RFByRoute: map[string]int{}}
 	var ddb, rfc int
 	for _, u := range due {
 		t := &tally{}

@@ -19,28 +19,6 @@ import (
 	"github.com/refbridge/refbridge/shared/wiring"
 )
 
-// PacingResult is what BenchmarkSweepPacing writes (pacing.json).
-type PacingResult struct {
-	DueRewards int     `json:"due_rewards"`
-	Window     float64 `json:"window_seconds"`
-	// Limit is RF's limit per window (the simulator's), Share refbridge's (RF_RATE_PER_MINUTE
-	// scaled to the window) and Burst the bucket's.
-	Limit             int     `json:"limit"`
-	Share             int     `json:"share"`
-	Burst             int     `json:"burst"`
-	Issued            int     `json:"issued"`
-	RFCalls           int     `json:"rf_calls"`
-	RateLimited       int     `json:"rf_429s"`
-	IssueSeconds      float64 `json:"issue_seconds"`     // first issue call to last, as the simulator saw them
-	IssuesPerSecond   float64 `json:"issues_per_second"` // (issued − 1) / issue_seconds
-	OfShare           float64 `json:"of_share"`
-	OfLimit           float64 `json:"of_limit"`
-	CallsPerSecond    float64 `json:"calls_per_second"` // every RF call of the run, over the run
-	RunSeconds        float64 `json:"run_seconds"`
-	MaxCallsInAWindow int     `json:"max_calls_in_a_window"` // any sliding window of the simulator's length
-	Complete          bool    `json:"complete"`
-}
-
 // BenchmarkSweepPacing lets one sweep issue N due rewards (no hold, nothing behind them, so
 // each costs one RF call) against the simulator enforcing RF's limit L per window, with
 // refbridge's share (RF_RATE_PER_MINUTE's default 500 of RF's 600, i.e. 5/6 of L) taken from
