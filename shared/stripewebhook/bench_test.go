@@ -163,7 +163,10 @@ func (w *benchWorld) ignoredOp(b *testing.B, payload []byte) func() {
 // its customer mapping, spend counted, intent, PUT /users/qualification, confirmed. The leads
 // are prepared in rounds; a round's preparation runs with the timer stopped.
 func (w *benchWorld) firstQualificationOp(b *testing.B, payload []byte) func() {
-	const round = 1024
+	round := 1024
+	if testing.Short() { // the CI smoke run: -benchtime=1x
+		round = 4
+	}
 	reqs := w.firstInvoices(b, payload, round)
 	next := 0
 	return func() {
