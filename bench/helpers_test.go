@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -231,17 +232,10 @@ func observeRF() rf.Option {
 
 // route names an RF path without its ids, e.g. "/users/{id}".
 func route(p string) string {
-	switch {
-	case p == "/users/qualification", p == "/users/search", p == "/users":
-		return p
-	case len(p) > len("/users/") && p[:len("/users/")] == "/users/":
-		return "/users/{id}"
-	case len(p) > len("/rewards/issue/") && p[:len("/rewards/issue/")] == "/rewards/issue/":
-		return "/rewards/issue/{id}"
-	case len(p) > len("/rewards/cancel/") && p[:len("/rewards/cancel/")] == "/rewards/cancel/":
-		return "/rewards/cancel/{id}"
-	case len(p) > len("/rewards/due/") && p[:len("/rewards/due/")] == "/rewards/due/":
-		return "/rewards/due/{metric}"
+	for _, prefix := range []string{"/rewards/issue/", "/rewards/cancel/", "/rewards/due/", "/users/"} {
+		if rest, ok := strings.CutPrefix(p, prefix); ok && rest != "qualification" && rest != "search" {
+			return prefix + "{id}"
+		}
 	}
 	return p
 }
