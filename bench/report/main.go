@@ -32,9 +32,11 @@ func main() {
 		commands  = flag.String("commands", "", "a file holding the commands that ran, one a line")
 		elapsed   = flag.Float64("elapsed", 0, "seconds the whole run took")
 		loadStart = flag.String("load-start", "", "/proc/loadavg when the run started")
+		loadEnd   = flag.String("load-end", "", "/proc/loadavg when the benchmarks ended")
+		cache     = flag.String("cache", "", "the Go build cache at the start: empty or warm")
 	)
 	flag.Parse()
-	r := &report{results: *results, elapsed: *elapsed, loadStart: *loadStart}
+	r := &report{results: *results, elapsed: *elapsed, loadStart: *loadStart, loadEnd: *loadEnd, cache: *cache}
 	if err := r.read(strings.Split(*jsonFiles, ","), *commands); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
@@ -57,6 +59,8 @@ type report struct {
 	results   string
 	elapsed   float64
 	loadStart string
+	loadEnd   string
+	cache     string
 	commands  []string
 	benches   map[string]result // by name, without the -GOMAXPROCS suffix
 	failed    []string          // packages or benchmarks that failed
@@ -240,10 +244,22 @@ func (r *report) render() []byte {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
 	if r.loadStart != "" {
-		fmt.Fprintf(&b, "- load average (1, 5, 15 min) at the start: %s; at the end: %s\n", loadFields(r.loadStart), loadFields(readFile("/proc/loadavg")))
+		end := r.loadEnd
+		if end == "" {
+			end = readFile("/proc/loadavg")
+		}
+		fmt.Fprintf(&b, "- load average (1, 5, 15 min) at the start: %s; at the end: %s (the machine is shared: other jobs ran meanwhile)\n",
+			loadFields(r.loadStart), loadFields(end))
 	}
 	if r.elapsed > 0 {
-		fmt.Fprintf(&b, "- `make bench` took **%s** (target: under 10 minutes on a fresh machine)\n", fmtDuration(r.elapsed))
+		cache := ""
+		switch r.cache {
+		case "empty":
+			cache = ", from an empty Go build cache (every build included, as on a fresh machine)"
+		case "warm":
+			cache = ", with a warm Go build cache"
+		}
+		fmt.Fprintf(&b, "- `make bench` took **%s**%s (target: under 10 minutes on a fresh machine)\n", fmtDuration(r.elapsed), cache)
 	}
 	fmt.Fprintf(&b, "\n## Commands\n\n```sh\n")
 	for _, c := range r.commands {
