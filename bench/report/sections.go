@@ -264,7 +264,9 @@ func (r *report) pacingSection(b *bytes.Buffer) {
 		"each) against the simulator enforcing L = %d calls per %.0f-second window (RF's 600 a minute, on a window six times shorter, so the run "+
 		"crosses several of RF's windows), refbridge's share being %d per window (the default `RF_RATE_PER_MINUTE` 500 of 600), taken from the "+
 		"shared token bucket on DynamoDB Local (burst %d) as in Lambda; the ledger is in memory, so the figure is the pacing, not "+
-		"DynamoDB Local's speed.\n\n", p.DueRewards, p.Limit, p.Window, p.Share, p.Burst)
+		"DynamoDB Local's speed. `scripts/bench` builds the bootstraps meanwhile, at the lowest CPU priority (the sweep spends its minute "+
+		"waiting on the bucket, and on a fresh machine those builds are the run's slowest).\n\n",
+		p.DueRewards, p.Limit, p.Window, p.Share, p.Burst)
 	fmt.Fprintf(b, "| figure | value |\n|---|---|\n| issued | %d of %d (run complete: %v) |\n| RF calls (listing included) | %d |\n"+
 		"| issue rate, first issue to last (simulator's clock) | %s /s over %.1f s |\n| ÷ configured share (%d per %.0f s) | **%s** |\n"+
 		"| ÷ L (%d per %.0f s) | %s |\n| most calls in any %.0f-second window | %d (L = %d) |\n| 429s | **%d** |\n\n",
