@@ -81,7 +81,7 @@ func ParseThreshold(s string) (Threshold, error) {
 	for _, part := range strings.Split(s, ",") {
 		cur, amt, ok := strings.Cut(strings.TrimSpace(part), ":")
 		cur = strings.ToLower(strings.TrimSpace(cur))
-		if !ok || (cur != "*" && len(cur) != 3) {
+		if !ok || (cur != "*" && !isCurrency(cur)) {
 			return Threshold{}, fmt.Errorf("%q: want currency:amount, e.g. usd:500", part)
 		}
 		n, err := positive(amt)
@@ -95,6 +95,20 @@ func ParseThreshold(s string) (Threshold, error) {
 		}
 	}
 	return t, nil
+}
+
+// isCurrency: three lower-case ASCII letters, as Stripe writes ISO 4217 codes. Any other
+// three bytes ("u d", "€") would name a currency no invoice has, and silently never qualify.
+func isCurrency(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < 'a' || s[i] > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 func positive(s string) (int64, error) {

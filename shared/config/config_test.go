@@ -83,6 +83,8 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"bad threshold", "QUALIFY_MIN_AMOUNT", "5.00", "QUALIFY_MIN_AMOUNT"},
 		{"zero threshold", "QUALIFY_MIN_AMOUNT", "0", "QUALIFY_MIN_AMOUNT"},
 		{"bad currency", "QUALIFY_MIN_AMOUNT", "dollars:5", "QUALIFY_MIN_AMOUNT"},
+		{"a currency of three bytes that are not letters", "QUALIFY_MIN_AMOUNT", "usd:500,u d:5", "QUALIFY_MIN_AMOUNT"},
+		{"a currency symbol", "QUALIFY_MIN_AMOUNT", "€:5", "QUALIFY_MIN_AMOUNT"},
 		{"bad days", "REWARD_HOLD_DAYS", "-1", "REWARD_HOLD_DAYS"},
 		{"rate over RF's limit", "RF_RATE_PER_MINUTE", "601", "RF_RATE_PER_MINUTE"},
 		{"bad campaign", "RF_CAMPAIGN_IDS", "1,x", "RF_CAMPAIGN_IDS"},

@@ -112,9 +112,10 @@ func FunctionURL(h Handler) func(context.Context, events.LambdaFunctionURLReques
 }
 
 func serveEvent(ctx context.Context, h Handler, ev events.LambdaFunctionURLRequest) Outcome {
-	body := []byte(ev.Body)
+	// Oversize is refused before the body is copied or decoded, so it costs nothing.
+	var body []byte
 	if ev.IsBase64Encoded {
-		// A base64 body is 4/3 of the decoded one: refuse oversize before decoding.
+		// A base64 body is 4/3 of the decoded one.
 		if len(ev.Body) > base64.StdEncoding.EncodedLen(MaxBody) {
 			return Outcome{Kind: TooLarge, Reason: "body over 1 MiB"}
 		}
@@ -122,6 +123,11 @@ func serveEvent(ctx context.Context, h Handler, ev events.LambdaFunctionURLReque
 		if body, err = base64.StdEncoding.DecodeString(ev.Body); err != nil {
 			return Outcome{Kind: Invalid, Reason: "body is not valid base64"}
 		}
+	} else {
+		if len(ev.Body) > MaxBody {
+			return Outcome{Kind: TooLarge, Reason: "body over 1 MiB"}
+		}
+		body = []byte(ev.Body)
 	}
 	if len(body) > MaxBody {
 		return Outcome{Kind: TooLarge, Reason: "body over 1 MiB"}

@@ -29,6 +29,7 @@ func (d *Dynamo) Qualify(ctx context.Context, q Qualification) (Qualification, e
 	if err := q.validate(); err != nil {
 		return Qualification{}, fmt.Errorf("ledger: qualify: %w", err)
 	}
+	want := q.Seq
 	q, err := q.recorded(d.cfg.clock())
 	if err != nil {
 		return Qualification{}, fmt.Errorf("ledger: qualify: %w", err)
@@ -43,6 +44,9 @@ func (d *Dynamo) Qualify(ctx context.Context, q Qualification) (Qualification, e
 				q.LeadID, latest.Seq, formatTS(latest.At), ErrAlreadyQualified)
 		}
 		q.Seq = NextQualificationSeq(latest, found)
+		if want > 0 && q.Seq != want {
+			return latest, fmt.Errorf("ledger: qualify lead %d: generation %d asked, the next is %d: %w", q.LeadID, want, q.Seq, ErrConflict)
+		}
 		t := &txn{}
 		cond := notExists()
 		d.txPut(t, newQualItem(qualKey(q.LeadID, q.Seq), typeQualification, q), &cond)

@@ -22,11 +22,15 @@ func (m *Memory) Qualify(ctx context.Context, q Qualification) (Qualification, e
 		return latest, fmt.Errorf("ledger: qualify lead %d: qualification %d at %s: %w",
 			q.LeadID, latest.Seq, formatTS(latest.At), ErrAlreadyQualified)
 	}
+	want := q.Seq
 	q, err := q.recorded(m.cfg.clock())
 	if err != nil {
 		return Qualification{}, fmt.Errorf("ledger: qualify: %w", err)
 	}
 	q.Seq = NextQualificationSeq(latest, found)
+	if want > 0 && q.Seq != want {
+		return latest, fmt.Errorf("ledger: qualify lead %d: generation %d asked, the next is %d: %w", q.LeadID, want, q.Seq, ErrConflict)
+	}
 	m.quals[q.LeadID] = append(m.quals[q.LeadID], q)
 	return q, nil
 }

@@ -469,3 +469,38 @@ func testRematchDueReward(t *testing.T, newStore newStoreFunc) {
 	check(after, dues)
 	wantBacks(t, s, lead, q2.Ref(), 601, 611)
 }
+
+// A Seq given to Qualify is the generation the caller decided about (rf-webhook reads the newest
+// first): it is created only if it is the next one, never on a generation recorded or reversed
+// since the caller read.
+func testQualifyExpectedGeneration(t *testing.T, newStore newStoreFunc) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	ask := func(seq int64) ledger.Qualification {
+		q := qual(1, 100, at(3, 10))
+		q.Seq, q.Origin = seq, ledger.OriginRFWebhook
+		return q
+	}
+	_, err := s.Qualify(ctx, ask(2)) // none recorded: only 1 can be next
+	wantErr(t, err, ledger.ErrConflict)
+	q1, err := s.Qualify(ctx, ask(1))
+	must(t, err)
+	if q1.Seq != 1 {
+		t.Fatalf("generation 1 asked: %+v", q1)
+	}
+	_, err = s.Qualify(ctx, ask(1)) // standing: as without a Seq
+	wantErr(t, err, ledger.ErrAlreadyQualified)
+	if _, err := s.Reverse(ctx, q1.Ref(), at(4, 10), "refund"); err != nil {
+		t.Fatal(err)
+	}
+	latest, err := s.Qualify(ctx, ask(1)) // the generation asked was reversed since
+	wantErr(t, err, ledger.ErrConflict)
+	if latest.Seq != 1 || latest.Standing() {
+		t.Errorf("the conflict returned %+v, want the reversed newest", latest)
+	}
+	q2, err := s.Qualify(ctx, ask(2))
+	must(t, err)
+	if q2.Seq != 2 || !q2.Standing() {
+		t.Errorf("generation 2 asked after the reversal: %+v", q2)
+	}
+}

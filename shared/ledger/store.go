@@ -57,7 +57,10 @@ type Store interface {
 
 	// Qualify records a new qualification (Seq assigned). A standing one → ErrAlreadyQualified
 	// with it. At zero means now, EarliestAt zero means At; both are kept to the nanosecond, in
-	// UTC. EarliestAt after At → ErrInvalid.
+	// UTC. EarliestAt after At → ErrInvalid. A Seq given (above 0) is the generation the caller
+	// decided about: it is created only if it is the lead's next (none yet for 1, generation
+	// Seq−1 reversed otherwise); else, unless one stands, ErrConflict with the newest, so a
+	// decision read before a newer generation was recorded or reversed is never applied to it.
 	Qualify(ctx context.Context, q Qualification) (Qualification, error)
 	// Reverse marks qualification ref reversed, if it still stands: the caller names the
 	// generation it read, so a reversal never lands on a newer qualification of the lead (a won

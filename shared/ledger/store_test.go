@@ -72,6 +72,7 @@ func runContract(t *testing.T, newStore newStoreFunc) {
 		{"MapCharge", testMapCharge},
 		{"ChargeRefunds", testChargeRefunds},
 		{"QualifyOnce", testQualifyOnce},
+		{"QualifyExpectedGeneration", testQualifyExpectedGeneration},
 		{"ReverseThenRequalify", testReverseThenRequalify},
 		{"QualificationTimes", testQualificationTimes},
 		{"DueRewardCreatedAfter", testDueRewardCreatedAfter},

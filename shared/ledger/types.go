@@ -196,7 +196,7 @@ const (
 // RF made the qualification somewhere in [EarliestAt, At].
 type Qualification struct {
 	LeadID     int64
-	Seq        int64 // assigned by Qualify
+	Seq        int64 // assigned by Qualify (a Seq given to Qualify is the generation expected)
 	ReferrerID int64 // the lead's referrer, a possible reward recipient
 	// At is the latest time RF can have made the qualification; the reward hold counts from it.
 	// For refbridge's own qualifications it comes from the qualify intent (the confirmation of

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 )
@@ -75,8 +76,10 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 	return requestIDHandler{h.Handler.WithGroup(name)}
 }
 
-// emailPattern finds addresses in free text (an RF error echoing a payload, say).
-var emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+`)
+// emailPattern finds addresses in free text (an RF error echoing a payload, say), in any script:
+// an ASCII-only pattern would leave "jörg@exämple.com" whole and "jörg@example.com" as
+// "jö" + a masked "r***@example.com".
+var emailPattern = regexp.MustCompile(`[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(\.[\p{L}\p{N}\-]+)+`)
 
 type redactor struct{ secrets *strings.Replacer }
 
@@ -110,5 +113,6 @@ func MaskEmail(email string) string {
 	if !ok || local == "" {
 		return "***"
 	}
-	return local[:1] + "***@" + domain
+	first, _ := utf8.DecodeRuneInString(local) // whole, so the line stays valid UTF-8
+	return string(first) + "***@" + domain
 }

@@ -75,19 +75,20 @@ func TestLogger(t *testing.T) {
 	log.InfoContext(ctx, "dropped below the level")
 	log.WarnContext(ctx, "lookup about erin@example.com failed",
 		"error", errors.New(`RF said: {"email":"Erin.Smith+x@mail.example.co.uk","token":"whsec_topsecret"}`).Error(),
-		"count", 3, slog.Group("user", "email", "bob@example.com"))
+		"count", 3, slog.Group("user", "email", "bob@example.com"), "other", "Jörg.Müller@Exämple.com, émile@example.com")
 
 	var rec map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
 		t.Fatalf("%s: %v", buf.String(), err)
 	}
 	out := buf.String()
-	for _, leak := range []string{"erin@example.com", "Erin.Smith", "bob@example.com", "whsec_topsecret", "dropped"} {
+	for _, leak := range []string{"erin@example.com", "Erin.Smith", "bob@example.com", "whsec_topsecret", "dropped", "Müller", "mile@"} {
 		if strings.Contains(out, leak) {
 			t.Errorf("log holds %q: %s", leak, out)
 		}
 	}
-	for _, want := range []string{`"request_id":"req-9"`, `"function":"rf-webhook"`, `e***@example.com`, `E***@mail.example.co.uk`, `[REDACTED]`, `b***@example.com`, `"level":"WARN"`} {
+	for _, want := range []string{`"request_id":"req-9"`, `"function":"rf-webhook"`, `e***@example.com`, `E***@mail.example.co.uk`, `[REDACTED]`, `b***@example.com`, `"level":"WARN"`,
+		`J***@Exämple.com`, `é***@example.com`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s: %s", want, out)
 		}

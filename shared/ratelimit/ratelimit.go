@@ -4,8 +4,11 @@
 //
 // It is the generic cell rate algorithm (GCRA), a token bucket kept as a single number: the
 // "theoretical arrival time" (tat) of the next request. Taking a token is one conditional
-// UpdateItem; a conflict returns the current tat (ALL_OLD), which says exactly how long to wait,
-// so a busy bucket costs no extra reads.
+// UpdateItem that books the next free slot (up to Horizon ahead, and never past the caller's
+// deadline) and returns it; the caller sleeps until its slot, so waiters are served in turn.
+// A refusal returns the current tat (ALL_OLD), which says exactly how long to wait, so a busy
+// bucket costs no extra reads. Every write returns the tat it left (UPDATED_NEW) and the bucket
+// remembers the last one it saw, so an idle bucket is started in one write too.
 package ratelimit
 
 import (
@@ -69,9 +72,11 @@ type Bucket struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	// seen is the tat this process last read or wrote (epoch µs; 0: none yet). It only picks
 	// which conditional write to try first: a bucket idle when last seen usually still is (a
-	// webhook's calls are far apart), so starting the queue at now takes the token in one
-	// request instead of a failed busy-bucket write and then that one. Both writes are
-	// conditional on the bucket as it is, so a stale guess costs a request, never a token.
+	// webhook's calls are far apart, and the sweep's, when its own work outlasts the interval),
+	// so starting the queue at now takes the token in one request instead of a refused booking
+	// and then that one. The tat only grows, so a bucket busy when last seen is busy still and
+	// is booked directly. Both writes are conditional on the bucket as it is: a stale guess
+	// (another instance took tokens since) costs a request, never a token.
 	seen atomic.Int64
 }
 
@@ -114,21 +119,36 @@ func (b *Bucket) Wait(ctx context.Context) error {
 	return err
 }
 
-// Reserve takes a token and returns the time the bucket granted it: the clock reading its
-// successful conditional write was made with. The limit holds exactly on these times; the calls
+// Horizon is how far ahead a caller may book a token. Within it the bucket is a queue: one
+// conditional write books the next free slot and the caller sleeps until it, so waiters are
+// served in the order they asked (racing for "the token now" let a caller that is always a
+// little late wait for ever). Beyond it a caller sleeps and asks again, which bounds what a
+// penalty (RF's 429) cannot take back: slots booked before it, at most Horizon ahead.
+const Horizon = 5 * time.Second
+
+// Reserve takes a token and returns the time it may be used: now, or a slot it booked up to
+// Horizon ahead, which it sleeps until. The limit holds exactly on these times; the calls
 // themselves start a request's latency later, which is why refbridge's default (500/min) stays
-// well under RF's 600.
+// well under RF's 600. When the context's deadline comes before the next free slot it returns
+// ErrDeadline at once, having booked nothing.
 func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
+	ahead := (b.burst - 1) * b.iv // a token is free while tat ≤ its time + ahead
 	for {
 		if err := ctx.Err(); err != nil {
 			return time.Time{}, err
 		}
 		now := b.now()
 		nowUS := now.UnixMicro()
+		// Book the next slot if it is within the horizon and before the deadline.
+		latest := nowUS + Horizon.Microseconds()
+		dl, hasDeadline := ctx.Deadline()
+		if hasDeadline {
+			latest = min(latest, dl.UnixMicro())
+		}
 		if b.seen.Load() < nowUS {
-			// Idle when last seen (or never seen): start the queue at now. When that fails, the
-			// bucket is busy after all, and start has recorded its tat.
-			_, ok, err := b.start(ctx, nowUS)
+			// Idle when last seen (or never seen): start the queue at now. When that is
+			// refused, the bucket is busy after all (start recorded its tat): book behind it.
+			ok, err := b.start(ctx, nowUS)
 			if err != nil {
 				return time.Time{}, err
 			}
@@ -136,55 +156,108 @@ func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
 				return now, nil
 			}
 		}
-		// Busy bucket: the token is ours if the queue ahead of us is shorter than the burst.
-		old, ok, err := b.update(ctx, // old is the new tat when ok
-			expression.Set(expression.Name("tat"), expression.Name("tat").Plus(expression.Value(b.iv))),
-			expression.Name("tat").GreaterThanEqual(expression.Value(nowUS)).
-				And(expression.Name("tat").LessThanEqual(expression.Value(nowUS+(b.burst-1)*b.iv))))
+		newTat, old, ok, err := b.book(ctx, nowUS, latest+ahead)
 		if err != nil {
 			return time.Time{}, err
 		}
-		b.seen.Store(old)
 		if ok {
-			return now, nil
+			b.seen.Store(newTat)
+			slot := newTat - b.iv - ahead // this token's time: the booked tat less the burst
+			if slot <= nowUS {
+				return now, nil
+			}
+			at := time.UnixMicro(slot)
+			if err := b.sleep(ctx, at.Sub(now)); err != nil {
+				return time.Time{}, err // the slot stays booked: unused, never exceeding the limit
+			}
+			return at, nil
 		}
+		b.seen.Store(old)
 		if old < nowUS {
-			// Idle bucket (or none yet), though it was busy when last seen: start the queue.
-			_, ok, err := b.start(ctx, nowUS)
+			// Idle bucket (or none yet), though not as last seen: start the queue at now.
+			ok, err := b.start(ctx, nowUS)
 			if err != nil {
 				return time.Time{}, err
 			}
 			if ok {
 				return now, nil
 			}
-			continue // someone else started it: try again as a busy bucket
+			continue // someone else started it: book behind them
 		}
-		wait := time.Duration(old-(nowUS+(b.burst-1)*b.iv)) * time.Microsecond
-		if dl, has := ctx.Deadline(); has && now.Add(wait).After(dl) {
-			return time.Time{}, fmt.Errorf("%w: next token in %s", ErrDeadline, wait)
+		next := time.UnixMicro(old - ahead) // the earliest slot still free
+		if hasDeadline && next.After(dl) {
+			return time.Time{}, fmt.Errorf("%w: next token in %s", ErrDeadline, next.Sub(now))
 		}
-		if err := b.sleep(ctx, wait); err != nil {
+		// The queue is longer than the horizon: ask again when its end comes within it.
+		if err := b.sleep(ctx, next.Sub(now)-Horizon+time.Millisecond); err != nil {
 			return time.Time{}, err
 		}
 	}
 }
 
-// start takes a token from an idle bucket (or none yet), starting the queue at nowUS. ok
-// reports whether it did; tat is the bucket's tat then (≥ nowUS when it did not: busy).
-func (b *Bucket) start(ctx context.Context, nowUS int64) (tat int64, ok bool, err error) {
-	tat, ok, err = b.update(ctx,
+// start takes a token from an idle bucket (or none yet), starting the queue at nowUS, and
+// reports whether it did; either way it records the bucket's tat as seen.
+func (b *Bucket) start(ctx context.Context, nowUS int64) (ok bool, err error) {
+	tat, ok, err := b.update(ctx,
 		expression.Set(expression.Name("tat"), expression.Value(nowUS+b.iv)),
 		expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(nowUS))))
 	if err == nil {
 		b.seen.Store(tat)
 	}
-	return tat, ok, err
+	return ok, err
+}
+
+// book takes the next free slot of a busy bucket (tat ≥ now) if its tat stays ≤ maxTat: one
+// conditional UpdateItem that returns the new tat, or the current one when it refused.
+func (b *Bucket) book(ctx context.Context, nowUS, maxTat int64) (newTat, old int64, ok bool, err error) {
+	tat := expression.Name("tat")
+	expr, err := expression.NewBuilder().
+		WithUpdate(expression.Set(tat, tat.Plus(expression.Value(b.iv)))).
+		WithCondition(tat.GreaterThanEqual(expression.Value(nowUS)).And(tat.LessThanEqual(expression.Value(maxTat)))).
+		Build()
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("ratelimit: build expression: %w", err)
+	}
+	out, err := b.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(b.table),
+		Key:                                 b.key,
+		UpdateExpression:                    expr.Update(),
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValues:                        types.ReturnValueUpdatedNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		old, err := tatOf(ccf.Item)
+		return 0, old, false, err
+	}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("ratelimit: take token: %w", err)
+	}
+	newTat, err = tatOf(out.Attributes)
+	return newTat, 0, err == nil, err
+}
+
+// tatOf reads the tat attribute (0 when absent).
+func tatOf(item map[string]types.AttributeValue) (int64, error) {
+	v, has := item["tat"].(*types.AttributeValueMemberN)
+	if !has {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("ratelimit: bucket holds %q: %w", v.Value, err)
+	}
+	return n, nil
 }
 
 // Penalize makes every user of the bucket wait at least d from now: RF answered 429, and its
 // Retry-After applies to the token, not just to the caller that saw it.
 func (b *Bucket) Penalize(ctx context.Context, d time.Duration) error {
-	tat := b.now().Add(d).UnixMicro() + (b.burst-1)*b.iv
+	until := b.now().Add(d)
+	tat := (until.UnixNano()+999)/1000 + (b.burst-1)*b.iv // rounded up: never a microsecond early
 	current, _, err := b.update(ctx, expression.Set(expression.Name("tat"), expression.Value(tat)),
 		expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(tat))))
 	if err == nil {
@@ -212,7 +285,7 @@ func (b *Bucket) update(ctx context.Context, upd expression.UpdateBuilder, cond 
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
-		tat, err = tatOf(ccf.Item)
+		tat, err := tatOf(ccf.Item)
 		return tat, false, err
 	}
 	if err != nil {
@@ -220,18 +293,6 @@ func (b *Bucket) update(ctx context.Context, upd expression.UpdateBuilder, cond 
 	}
 	tat, err = tatOf(out.Attributes)
 	return tat, err == nil, err
-}
-
-func tatOf(item map[string]types.AttributeValue) (int64, error) {
-	v, has := item["tat"].(*types.AttributeValueMemberN)
-	if !has {
-		return 0, nil
-	}
-	tat, err := strconv.ParseInt(v.Value, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("ratelimit: bucket holds %q: %w", v.Value, err)
-	}
-	return tat, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

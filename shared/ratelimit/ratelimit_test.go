@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -172,8 +173,9 @@ func (c *countingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInpu
 // guess made stale by another instance costs one more, never a token too many.
 func TestTokenCostsOneRequestWhenTheBucketIsAsLastSeen(t *testing.T) {
 	db, table := ddbtest.Table(t)
-	var clock atomic.Int64 // µs since start
-	start := time.Now()
+	// The clock counts whole µs since start, as the bucket does.
+	var clock atomic.Int64
+	start := time.Now().Truncate(time.Microsecond)
 	now := func() time.Time { return start.Add(time.Duration(clock.Load()) * time.Microsecond) }
 	sleep := func(_ context.Context, d time.Duration) error { clock.Add(d.Microseconds()); return nil }
 	l := Limit{Events: 10, Per: time.Second, Burst: 2} // a token every 125 ms
@@ -199,7 +201,7 @@ func TestTokenCostsOneRequestWhenTheBucketIsAsLastSeen(t *testing.T) {
 	take(bk, mine, 1, "a second later: idle bucket, as last seen")
 	take(bk2, other, 2, "another instance, which never saw it: idle guessed, busy found")
 	before := clock.Load()
-	take(bk, mine, 2, "busy beyond the burst since last seen: a refusal, a wait, the token")
+	take(bk, mine, 1, "busy beyond the burst since last seen: the next slot booked, then waited for")
 	if waited := time.Duration(clock.Load()-before) * time.Microsecond; waited != 125*time.Millisecond {
 		t.Errorf("waited %s, want 125ms", waited)
 	}
@@ -223,3 +225,65 @@ var (
 	_ referralfactory.Limiter   = (*Bucket)(nil)
 	_ referralfactory.Penalizer = (*Bucket)(nil)
 )
+
+// Waiters book the next free slots in turn, one write each, and sleep until them: nobody
+// races for "the token now" (where a caller always a little late could lose for ever).
+func TestWaitersBookTheirSlots(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	cdb := &countingDB{DynamoDBAPI: db}
+	t0 := time.Unix(1_900_000_000, 0)
+	var slept []time.Duration
+	clk := WithClock(func() time.Time { return t0 }, func(_ context.Context, d time.Duration) error {
+		slept = append(slept, d) // the clock stands still: every caller asks at t0
+		return nil
+	})
+	l := Limit{Events: 20, Per: time.Second, Burst: 2}
+	bk, err := New(cdb, table, "rf-queue", l, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv, _ := l.interval()
+	step := time.Duration(iv) * time.Microsecond
+	for i, want := range []time.Duration{0, 0, step, 2 * step, 3 * step} {
+		before := cdb.n.Load()
+		at, err := bk.Reserve(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := at.Sub(t0); got != want {
+			t.Fatalf("caller %d: slot at +%s, want +%s", i, got, want)
+		}
+		// The first starts the bucket, never seen (one write); every other books with one write.
+		if writes := cdb.n.Load() - before; writes != 1 {
+			t.Fatalf("caller %d: %d writes", i, writes)
+		}
+	}
+	if want := []time.Duration{step, 2 * step, 3 * step}; !slices.Equal(slept, want) {
+		t.Fatalf("slept %v, want %v", slept, want)
+	}
+}
+
+// A slot further ahead than the horizon is not booked: the caller sleeps until it comes within
+// the horizon and books it then, so a penalty can still move it.
+func TestBeyondTheHorizonTheCallerAsksAgain(t *testing.T) {
+	db, table := ddbtest.Table(t)
+	now := time.Unix(1_900_000_000, 0)
+	clk := WithClock(func() time.Time { return now }, func(_ context.Context, d time.Duration) error {
+		now = now.Add(d)
+		return nil
+	})
+	bk, err := New(db, table, "rf-far", Limit{Events: 3, Per: time.Minute, Burst: 2}, clk) // a token every 60 s
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := now
+	for range 2 { // the burst
+		if _, err := bk.Reserve(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at, err := bk.Reserve(context.Background())
+	if err != nil || at.Sub(t0) != 60*time.Second {
+		t.Fatalf("third token at +%s (%v), want +60s", at.Sub(t0), err)
+	}
+}

@@ -15,7 +15,9 @@ import (
 
 // Outcomes of a signup (checkout.session.completed, customer.created, customer.updated). A
 // signup that is not attributed answers Refused (with a reason below), Unmatched (with
-// ReasonUnknownReferralCode) or Ignored (no code, no email, no campaign, RF refused the body).
+// ReasonUnknownReferralCode) or Ignored (no code, no email, no campaign, an update that changed
+// neither; or, with a reason below, RF refused the body, the lead is gone from RF, the signup
+// cannot be sent).
 const (
 	Created      Outcome = "created"       // the lead was created in RF now, credited to the code's owner
 	Adopted      Outcome = "adopted"       // RF already had the email as a lead in the campaign: recorded, nothing created
@@ -30,7 +32,8 @@ const (
 	// cannot turn a referrer into someone's lead, and refbridge does not try (no delete and
 	// re-create: the referrer would lose their own referrals).
 	ReasonExistingReferrer = "existing_referrer"
-	// ReasonSelfReferral: the code belongs to the same person (the same normalised email).
+	// ReasonSelfReferral: the code belongs to the same person: the same mailbox (see
+	// sameMailbox: case, spaces, a "+tag", and Gmail's dots do not make another person).
 	ReasonSelfReferral = "self_referral"
 	// ReasonUnknownReferralCode: RF has no user with the code in the signup campaign. The
 	// signup is recorded as unmatched in the decision log only: the ledger's unmatched records
@@ -39,7 +42,39 @@ const (
 	// to retry. The customer's payments then go through the invoice flow as usual (unmatched
 	// unless RF has the email as a lead).
 	ReasonUnknownReferralCode = "unknown_referral_code"
+	// ReasonRFRefused: RF answered POST /users with a 422 a retry cannot fix (first_name, an
+	// address RF will not take, ...): the outcome is Ignored, acknowledged with 200; the WARN
+	// line and the decision log say which field. (A 422 on campaign_id is a configuration error
+	// instead: an error, answered 503, so Stripe retries while an operator fixes it.)
+	ReasonRFRefused = "rf_refused"
+	// ReasonLeadGone: a create_lead intent for the email is done (refbridge created or adopted
+	// the lead before), yet neither the ledger nor RF has the lead now (deleted in RF): it is
+	// not created again. Outcome Ignored.
+	ReasonLeadGone = "lead_gone"
+	// ReasonInvalidSignup: the RF client refused to send the signup (ErrInvalidInput: e.g. an
+	// email with an empty local part and no Stripe name leaves no first_name). Permanent: the
+	// same event would fail the same way. Outcome Ignored.
+	ReasonInvalidSignup = "invalid_signup"
 )
+
+// NotAttributed is the reason a signup's result gives for a referral code that was not
+// attributed to its owner (the first word of the reason: ReasonExistingReferrer,
+// ReasonSelfReferral, ReasonUnknownReferralCode, ReasonRFRefused, ReasonLeadGone,
+// ReasonInvalidSignup), or "" when the code was attributed, or there was none to attribute.
+// The stripe-webhook handler counts SignupNotAttributed by it.
+func NotAttributed(out Outcome, reason string) string {
+	why, _, _ := strings.Cut(reason, ":")
+	switch out {
+	case Refused, Unmatched:
+		return why
+	case Ignored:
+		switch why {
+		case ReasonRFRefused, ReasonLeadGone, ReasonInvalidSignup:
+			return why
+		}
+	}
+	return ""
+}
 
 // Signup settings' defaults.
 const (
@@ -51,6 +86,9 @@ const (
 	// ended, one way or another. Should it not have, RF's unique email per campaign still
 	// refuses the second create (422 on email), which refbridge answers by adopting the lead.
 	defaultSignupStaleAfter = 3 * time.Minute
+	// maxFirstName is how long a first_name RF accepts, in characters (its 422 says "may not be
+	// greater than 255 characters"): a longer Stripe name is cut, not refused.
+	maxFirstName = 255
 )
 
 // plausibleCode is what a referral code may look like: RF's are 8 letters; custom ones are
@@ -73,20 +111,27 @@ var ErrInProgress = errors.New("another delivery is creating the same lead; retr
 //  1. no code, no email or no signup campaign → Ignored, with the reason;
 //  2. the ledger knows a lead of the Stripe customer (any campaign), or of the email in the
 //     signup campaign → AlreadyKnown (the customer is mapped if it was not); a referrer there →
-//     Refused existing_referrer. No RF call: customer.updated echoes (refbridge's own write-back
-//     of rf_user_id) cost nothing but the ledger reads;
+//     Refused existing_referrer. No RF call: another event about a person already decided
+//     (the checkout after its customer, a referrer refused before) costs only ledger reads;
 //  3. the code's owner is read (GET /users/{code}): unknown in the campaign → Unmatched
-//     unknown_referral_code, no POST; the same email → Refused self_referral;
-//  4. POST /users, exactly once per (campaign, email) through the create_lead intent; RF's 422
-//     on email → the existing user is searched: a lead is adopted, a referrer refused; 422 on
-//     referrer → Unmatched unknown_referral_code;
-//  5. the lead and the customer ↔ lead mapping are stored, rf_user_id/rf_code written to the
-//     Stripe customer (with STRIPE_API_KEY), and paid invoices that waited for this customer or
-//     email are processed now.
+//     unknown_referral_code, no POST; the same mailbox (sameMailbox) → Refused self_referral;
+//  4. POST /users, exactly once per (campaign, email) through the create_lead intent, credited
+//     to the owner read in 3 by its id; RF's 422 on email → the existing user is searched: a
+//     lead is adopted, a referrer refused (and recorded in the ledger, so that the next event
+//     about it is refused in 2, without an RF call); 422 on referrer → Unmatched
+//     unknown_referral_code; 422 on campaign_id → an error (a configuration to fix); another
+//     422, or a body the client will not send → Ignored rf_refused or invalid_signup;
+//  5. the lead and the customer ↔ lead mapping are stored; when the customer maps to this lead
+//     (the first mapping wins: it may map to another), rf_user_id/rf_code are written to the
+//     Stripe customer (with STRIPE_API_KEY); and paid invoices that waited for this customer or
+//     email (for the email only, when the customer maps elsewhere) are processed now.
+//
+// A customer.updated whose previous_attributes name neither the email nor the metadata key is
+// Ignored before anything is read: refbridge's own write-back, a card or address change.
 //
 // An error is transient (RF 429/5xx/timeout, an outcome RF did not confirm, DynamoDB,
-// ErrInProgress): the caller answers 503 and Stripe retries; the retry resumes from the ledger
-// and the intent, never by posting again blindly.
+// ErrInProgress, RF refusing the signup campaign): the caller answers 503 and Stripe retries;
+// the retry resumes from the ledger and the intent, never by posting again blindly.
 func (s *Service) Signup(ctx context.Context, su stripeevents.Signup) (Result, error) {
 	subject := signupSubject(su)
 	key := s.metadataKey()
@@ -95,6 +140,12 @@ func (s *Service) Signup(ctx context.Context, su stripeevents.Signup) (Result, e
 		// No decision entry: most customers carry no code, and customer.updated is frequent.
 		// The handler's log line says why it was ignored.
 		return Result{Outcome: Ignored, Reason: "no referral code (metadata " + key + " or client_reference_id)"}, nil
+	}
+	if c := su.Changes; c != nil && !c.Attribute("email") && !c.MetadataKey(key) {
+		// A customer.updated about something else (a card, an address, refbridge's own
+		// rf_user_id/rf_code): the code and the email are what they were when they were last
+		// decided. No decision entry, no ledger read.
+		return Result{Outcome: Ignored, Reason: "the update changed neither the email nor metadata " + key + ": decided when they last changed"}, nil
 	}
 	campaign := s.set.SignupCampaignID
 	inputs := map[string]string{"source": su.Source, "code": code, "campaign": itoa(campaign)}
@@ -222,7 +273,7 @@ func (s *Service) knownSignup(ctx context.Context, sg signup) (out Result, known
 			return Result{}, false, err
 		}
 		if mapped {
-			out.Reason += "; Stripe customer mapped to it" + s.afterLead(ctx, sg, lead)
+			out.Reason += "; Stripe customer mapped to it" + s.afterLead(ctx, sg, lead, true)
 		}
 	}
 	s.decide(ctx, sg.subject, "ledger", out, sg.inputs)
@@ -261,8 +312,9 @@ func (s *Service) codeOwner(ctx context.Context, sg signup) (owner rf.User, out 
 		why = fmt.Sprintf("Referral Factory has no user with this code in campaign %d", sg.campaign)
 	case err != nil:
 		return rf.User{}, Result{}, false, fmt.Errorf("signup %s: read the referral code's owner: %w", sg.subject, err)
-	case u.Code != sg.code:
+	case !strings.EqualFold(u.Code, sg.code):
 		// GET /users/{identifier} reads a number as a user id: "42" is user 42, not a code.
+		// (Case aside: RF's codes are unique without it, and the lead is credited to u by id.)
 		why = fmt.Sprintf("%q is not a referral code in Referral Factory (it names user %d by id)", sg.code, u.ID)
 	case u.CampaignID != sg.campaign:
 		why = fmt.Sprintf("the code belongs to a user of campaign %d, not of the signup campaign %d", u.CampaignID, sg.campaign)
@@ -272,9 +324,9 @@ func (s *Service) codeOwner(ctx context.Context, sg signup) (owner rf.User, out 
 		s.decide(ctx, sg.subject, "referral_code", out, sg.inputs)
 		return rf.User{}, out, false, nil
 	}
-	if rf.NormalizeEmail(u.Email) == sg.email {
+	if sameMailbox(u.Email, sg.email) {
 		sg.inputs["referrer"] = itoa(u.ID)
-		out = Result{Outcome: Refused, Reason: fmt.Sprintf("%s: the code belongs to user %d, who has the same email", ReasonSelfReferral, u.ID)}
+		out = Result{Outcome: Refused, Reason: fmt.Sprintf("%s: the code belongs to user %d, who has the same email (or an alias of it)", ReasonSelfReferral, u.ID)}
 		s.decide(ctx, sg.subject, "self_referral", out, sg.inputs)
 		return rf.User{}, out, false, nil
 	}
@@ -316,7 +368,8 @@ func (s *Service) createLead(ctx context.Context, sg signup) (Result, error) {
 			return Result{}, err
 		}
 		if !found {
-			out := Result{Outcome: Ignored, Reason: "a lead was created for this email before, and Referral Factory no longer has it"}
+			s.log.WarnContext(ctx, "a lead was created for this email before and Referral Factory no longer has it; not created again", "subject", sg.subject)
+			out := Result{Outcome: Ignored, Reason: ReasonLeadGone + ": a lead was created for this email before, and Referral Factory no longer has it; not created again"}
 			s.decide(ctx, sg.subject, "create", out, sg.inputs)
 			return out, nil
 		}
@@ -349,29 +402,35 @@ func (s *Service) createLead(ctx context.Context, sg signup) (Result, error) {
 	return s.post(ctx, sg)
 }
 
-// post calls POST /users once and answers what RF said.
+// post calls POST /users once and answers what RF said. The referrer is named by the id of the
+// owner codeOwner read, so the user RF credits is exactly the one checked for the campaign and
+// for self-referral.
 func (s *Service) post(ctx context.Context, sg signup) (Result, error) {
 	target := sg.target()
 	u, err := s.rf.CreateUser(ctx, rf.CreateUserInput{CampaignID: sg.campaign, FirstName: firstName(sg.Name, sg.email),
-		Email: sg.email, Referrer: rf.ReferrerByCode(sg.code), Notify: s.set.SignupNotify})
+		Email: sg.email, Referrer: rf.ReferrerByID(sg.owner.ID), Notify: s.set.SignupNotify})
 	var rfErr *rf.Error
 	errors.As(err, &rfErr)
 	switch {
 	case err == nil:
 		return s.existing(ctx, sg, u, target, Created, false)
 	case rf.IsOutcomeUnknown(err):
-		// RF may have created it. Read at once: found → confirmed. Not found after RF answered
-		// (a 5xx: it is done with the request) → nothing was created: the intent fails and a
-		// retry posts again. Not found after a timeout or reset → RF may still be working: the
-		// intent stays pending for the redelivery to reconcile (or take over once stale).
-		u, found, nothingCreated := s.reconcileNow(ctx, sg, rfErr)
-		if found {
+		// RF may have created it: after a timeout or a reset, and after any 5xx too — a
+		// gateway's 502 or 504 while RF's backend goes on, a 503 from a proxy in front of it, a
+		// 500 thrown after the insert. Read at once: found → confirmed. Not found → the intent
+		// stays pending: the redelivery searches first, and takes the attempt over only once it
+		// is stale. No answer of this kind proves that nothing was created.
+		if u, found := s.reconcileNow(ctx, sg); found {
 			return s.existing(ctx, sg, u, target, Created, true)
 		}
-		if nothingCreated {
-			s.failIntent(ctx, sg, err)
-		}
 		return Result{}, fmt.Errorf("signup %s: create lead (outcome unknown, not found by search): %w", sg.subject, err)
+	case rf.IsValidation(err) && rfErr.HasField("campaign_id"):
+		// The signup campaign is gone or wrong: a configuration error an operator fixes, and
+		// Stripe retries for three days meanwhile. Nothing was created.
+		s.failIntent(ctx, sg, err)
+		s.log.ErrorContext(ctx, "Referral Factory refused the signup campaign: check RF_SIGNUP_CAMPAIGN_ID (default: the first of RF_CAMPAIGN_IDS); the signup is answered 503 so that Stripe retries it",
+			"subject", sg.subject, "campaign", sg.campaign, "error", err.Error())
+		return Result{}, fmt.Errorf("signup %s: Referral Factory refused campaign %d (RF_SIGNUP_CAMPAIGN_ID): %w", sg.subject, sg.campaign, err)
 	case rf.IsValidation(err) && rfErr.HasField("email"):
 		// The email exists in the campaign (RF's unique email per campaign): find out as what.
 		u, found, ferr := s.findInCampaign(ctx, sg)
@@ -386,11 +445,19 @@ func (s *Service) post(ctx context.Context, sg signup) (Result, error) {
 		return s.refusedByRF(ctx, sg, err, rfErr), nil
 	case rf.IsValidation(err) && rfErr.HasField("referrer"):
 		s.failIntent(ctx, sg, err)
-		out := Result{Outcome: Unmatched, Reason: fmt.Sprintf("%s: Referral Factory refused the code as referrer in campaign %d", ReasonUnknownReferralCode, sg.campaign)}
+		out := Result{Outcome: Unmatched, Reason: fmt.Sprintf("%s: Referral Factory refused the code's owner (user %d) as referrer in campaign %d", ReasonUnknownReferralCode, sg.owner.ID, sg.campaign)}
 		s.decide(ctx, sg.subject, "create", out, sg.inputs)
 		return out, nil
 	case rf.IsValidation(err):
 		return s.refusedByRF(ctx, sg, err, rfErr), nil
+	case errors.Is(err, rf.ErrInvalidInput):
+		// The client refused to send it (nothing reached RF): the same signup would be refused
+		// again on every redelivery, so it is acknowledged, counted and recorded.
+		s.failIntent(ctx, sg, err)
+		s.log.WarnContext(ctx, "the signup cannot be sent to Referral Factory", "subject", sg.subject, "error", err.Error())
+		out := Result{Outcome: Ignored, Reason: ReasonInvalidSignup + ": the signup cannot be sent to Referral Factory: " + err.Error()}
+		s.decide(ctx, sg.subject, "create", out, sg.inputs)
+		return out, nil
 	default:
 		// The client returns anything else only when the request provably had no effect (a 4xx,
 		// a 429 or a connection RF never saw): the intent fails, a retry posts again.
@@ -399,24 +466,23 @@ func (s *Service) post(ctx context.Context, sg signup) (Result, error) {
 	}
 }
 
-// reconcileNow searches RF right after a POST whose answer was lost. nothingCreated says the
-// search missed although RF had answered (a 5xx: it is done with the request), so nothing was
-// created; after a timeout or a reset RF may still be working on it.
-func (s *Service) reconcileNow(ctx context.Context, sg signup, rfErr *rf.Error) (u rf.User, found, nothingCreated bool) {
+// reconcileNow searches RF right after a POST whose answer was lost or proves nothing. A failed
+// search is left to the redelivery.
+func (s *Service) reconcileNow(ctx context.Context, sg signup) (rf.User, bool) {
 	u, found, err := s.findInCampaign(ctx, sg)
 	if err != nil {
 		s.log.WarnContext(ctx, "could not reconcile a lost POST /users answer; the redelivery will", "subject", sg.subject, "error", err.Error())
-		return rf.User{}, false, false
+		return rf.User{}, false
 	}
-	return u, found, !found && rfErr != nil && rfErr.StatusCode >= 500
+	return u, found
 }
 
-// refusedByRF answers a 422 a retry cannot fix (the campaign deleted, a malformed address): an
-// operator can, so it is logged, recorded and acknowledged.
+// refusedByRF answers a 422 a retry cannot fix (a first_name or an address RF will not take): an
+// operator can, so it is logged, recorded, acknowledged and counted (ReasonRFRefused).
 func (s *Service) refusedByRF(ctx context.Context, sg signup, err error, rfErr *rf.Error) Result {
 	s.failIntent(ctx, sg, err)
 	s.log.WarnContext(ctx, "Referral Factory refused the new lead", "subject", sg.subject, "error", err.Error())
-	out := Result{Outcome: Ignored, Reason: "Referral Factory refused the new lead: " + rfErr.Message + fieldNames(rfErr)}
+	out := Result{Outcome: Ignored, Reason: ReasonRFRefused + ": Referral Factory refused the new lead: " + rfErr.Message + fieldNames(rfErr)}
 	s.decide(ctx, sg.subject, "create", out, sg.inputs)
 	return out
 }
@@ -440,13 +506,41 @@ func fieldNames(e *rf.Error) string {
 }
 
 // firstName is what POST /users gets as first_name: Stripe's name (RF has one name field, as
-// RF's own Stripe integration maps Name to First Name), else the email's local part.
+// RF's own Stripe integration maps Name to First Name), else the email's local part; cut to
+// maxFirstName characters.
 func firstName(name, email string) string {
-	if n := strings.Join(strings.Fields(name), " "); n != "" {
-		return n
+	n := strings.Join(strings.Fields(name), " ")
+	if n == "" {
+		n, _, _ = strings.Cut(email, "@")
 	}
-	local, _, _ := strings.Cut(email, "@")
-	return local
+	if r := []rune(n); len(r) > maxFirstName {
+		n = strings.TrimSpace(string(r[:maxFirstName]))
+	}
+	return n
+}
+
+// sameMailbox reports whether two addresses reach the same person, for the self-referral check
+// only (ledger keys and lead identity use rf.NormalizeEmail: RF keeps each address apart).
+func sameMailbox(a, b string) bool { return mailbox(a) == mailbox(b) }
+
+// mailbox is an address reduced to the mailbox it delivers to: lower-case and trimmed, the local
+// part's "+tag" dropped (for every domain: sub-addressing is how one person makes many
+// addresses), and for gmail.com and googlemail.com (one domain) the local part's dots dropped
+// too. Nothing else is folded: a Unicode lookalike is another mailbox.
+func mailbox(email string) string {
+	e := rf.NormalizeEmail(email)
+	at := strings.LastIndexByte(e, '@')
+	if at < 0 {
+		return e
+	}
+	local, domain := e[:at], e[at+1:]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	if domain == "gmail.com" || domain == "googlemail.com" {
+		local, domain = strings.ReplaceAll(local, ".", ""), "gmail.com"
+	}
+	return local + "@" + domain
 }
 
 // findInCampaign searches RF for the signup's email in its campaign (POST /users/search).
@@ -473,6 +567,7 @@ func (s *Service) existing(ctx context.Context, sg signup, u rf.User, target str
 		if target != "" {
 			s.failIntent(ctx, sg, fmt.Errorf("the email belongs to referrer %d", u.ID))
 		}
+		s.rememberReferrer(ctx, sg, u)
 		out := Result{Outcome: Refused, LeadID: u.ID, Reason: fmt.Sprintf(
 			"%s: the email belongs to referrer %d in campaign %d, who is never converted into a lead", ReasonExistingReferrer, u.ID, sg.campaign)}
 		s.decide(ctx, sg.subject, "create", out, sg.inputs)
@@ -487,9 +582,11 @@ func (s *Service) existing(ctx context.Context, sg signup, u rf.User, target str
 		SignedUpAt: u.SignedUpAt.Time, Source: ledger.SourceSignup, StripeCustomerID: sg.CustomerID}
 	lead.SetEmail(sg.email)
 	stored, err := s.ledger.PutLead(ctx, lead)
+	// mapped: the signup's customer maps to this lead now (PutLead maps it in the same write).
+	mapped := err == nil && sg.CustomerID != ""
 	if errors.Is(err, ledger.ErrConflict) && lead.StripeCustomerID != "" {
-		// The customer is mapped to another lead (the first mapping wins): keep the lead, not
-		// a second mapping.
+		// The customer is mapped to another lead (the first mapping wins: an invoice.paid
+		// matched it while this signup ran): keep the lead, not a second mapping.
 		s.log.WarnContext(ctx, "Stripe customer already mapped to another lead; the new lead is stored without it", "subject", sg.subject, "lead", u.ID)
 		lead.StripeCustomerID = ""
 		stored, err = s.ledger.PutLead(ctx, lead)
@@ -512,22 +609,46 @@ func (s *Service) existing(ctx context.Context, sg signup, u rf.User, target str
 	default:
 		out.Reason = fmt.Sprintf("the email is already lead %d in campaign %d (referrer %d): adopted, nothing created", u.ID, sg.campaign, u.ReferrerID)
 	}
-	out.Reason += s.afterLead(ctx, sg, stored)
+	if sg.CustomerID != "" && !mapped {
+		out.Reason += "; the Stripe customer stays mapped to another lead, and is not written to"
+	}
+	out.Reason += s.afterLead(ctx, sg, stored, mapped)
 	s.decide(ctx, sg.subject, "create", out, sg.inputs)
 	return out, nil
 }
 
-// afterLead is what follows a lead newly tied to the signup's customer: rf_user_id/rf_code on
-// the Stripe customer (best effort: the ledger's mapping already matches its payments), then the
-// paid invoices that waited for this customer or email. It returns what to add to the reason.
-// A failure here does not fail the signup: the sweep retries waiting invoices.
-func (s *Service) afterLead(ctx context.Context, sg signup, lead ledger.Lead) string {
-	if s.customers != nil && sg.CustomerID != "" && !s.set.DryRun {
-		if err := s.customers.WriteBack(ctx, sg.CustomerID, lead.ID, lead.Code); err != nil {
+// rememberReferrer records a referrer RF has with the signup's email in the campaign (ReferrerID
+// 0, as rf-webhook records referrer-joined), so that the next event about the same email is
+// refused by knownSignup from the ledger, without an RF call. The customer is not mapped to it:
+// a referrer's payments are no lead's. Best effort: without the record the next event asks RF
+// again, and is refused the same way.
+func (s *Service) rememberReferrer(ctx context.Context, sg signup, u rf.User) {
+	r := ledger.Lead{ID: u.ID, Code: u.Code, CampaignID: u.CampaignID, SignedUpAt: u.SignedUpAt.Time, Source: ledger.SourceSignup}
+	r.SetEmail(sg.email)
+	if _, err := s.ledger.PutLead(ctx, r); err != nil {
+		s.log.WarnContext(ctx, "could not record the referrer; the next event about the email will ask Referral Factory again", "subject", sg.subject, "referrer", u.ID, "error", err.Error())
+	}
+}
+
+// afterLead is what follows a lead stored for the signup. When the signup's customer maps to it
+// (mapped): rf_user_id/rf_code on the Stripe customer (best effort: the ledger's mapping
+// already matches its payments), then the paid invoices that waited for this customer or email.
+// When the customer maps to another lead (the first mapping wins), the customer is not written
+// to — metadata comes first when payments are matched, and would credit every later payment to
+// this lead against the mapping — and only the invoices that waited for the email are looked
+// up. It returns what to add to the reason. A failure here does not fail the signup: the sweep
+// retries waiting invoices.
+func (s *Service) afterLead(ctx context.Context, sg signup, lead ledger.Lead, mapped bool) string {
+	customer := ""
+	if mapped {
+		customer = sg.CustomerID
+	}
+	if s.customers != nil && customer != "" && !s.set.DryRun {
+		if err := s.customers.WriteBack(ctx, customer, lead.ID, lead.Code); err != nil {
 			s.log.WarnContext(ctx, "could not write the RF link to the Stripe customer", "subject", sg.subject, "error", err.Error())
 		}
 	}
-	waiting, err := s.ledger.UnmatchedFor(ctx, sg.CustomerID, sg.hash)
+	waiting, err := s.ledger.UnmatchedFor(ctx, customer, sg.hash)
 	if err != nil {
 		s.log.WarnContext(ctx, "could not list the paid invoices waiting for the lead; the sweep will retry them", "subject", sg.subject, "error", err.Error())
 		return ""

@@ -2,14 +2,18 @@ package referrals
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/observe/logtest"
 	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/stripecustomers"
 	"github.com/refbridge/refbridge/shared/stripeevents"
@@ -143,11 +147,50 @@ func TestSignupRFRefusals(t *testing.T) {
 				Body: `{"code":422,"message":"Validation errors in your request","errors":{"first_name":[{"field":"first_name","message":"The first name may not be greater than 255 characters."}]}}`}); err != nil {
 				t.Fatal(err)
 			}
-			mustSignup(t, f, fayCheckout(), Ignored, "Referral Factory refused the new lead: Validation errors in your request (first_name)")
+			mustSignup(t, f, fayCheckout(), Ignored, ReasonRFRefused+": Referral Factory refused the new lead: Validation errors in your request (first_name)")
 			if in, err := f.ledger.IntentOf(context.Background(), ledger.IntentCreateLead, target); err != nil || in.Status != ledger.IntentFailed {
 				t.Fatalf("intent %+v %v", in, err)
 			}
 			mustSignup(t, f, fayCheckout(), Created, "lead ")
+		})
+	})
+	// The signup campaign deleted (or RF_SIGNUP_CAMPAIGN_ID wrong): an error (503, Stripe
+	// retries for three days) with an ERROR line naming the setting; nothing was created, so
+	// the intent fails and the retry, once the campaign is fixed, posts.
+	t.Run("422 on campaign_id", func(t *testing.T) {
+		stores(t, signupSettings(), func(t *testing.T, f fixture) {
+			if _, err := f.sim.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/users", Status: 422, Count: 1,
+				Body: `{"code":422,"message":"Validation errors in your request","errors":{"campaign_id":[{"field":"campaign_id","message":"The selected campaign id is invalid."}]}}`}); err != nil {
+				t.Fatal(err)
+			}
+			var logs strings.Builder
+			f.svc.log = slog.New(slog.NewTextHandler(&logs, nil))
+			if res, err := f.svc.Signup(context.Background(), fayCheckout()); err == nil || !strings.Contains(err.Error(), "RF_SIGNUP_CAMPAIGN_ID") {
+				t.Fatalf("%+v %v, want an error naming RF_SIGNUP_CAMPAIGN_ID", res, err)
+			}
+			if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "RF_SIGNUP_CAMPAIGN_ID") {
+				t.Fatalf("no ERROR line naming RF_SIGNUP_CAMPAIGN_ID:\n%s", logs.String())
+			}
+			if in, err := f.ledger.IntentOf(context.Background(), ledger.IntentCreateLead, target); err != nil || in.Status != ledger.IntentFailed {
+				t.Fatalf("intent %+v %v", in, err)
+			}
+			mustSignup(t, f, fayCheckout(), Created, "lead ")
+		})
+	})
+	// An email with an empty local part and no Stripe name leaves no first_name: the client
+	// refuses to send it (ErrInvalidInput). It would be refused on every redelivery: ignored,
+	// with its reason, not an error.
+	t.Run("the client refuses the input", func(t *testing.T) {
+		stores(t, signupSettings(), func(t *testing.T, f fixture) {
+			su := fayCheckout()
+			su.Email, su.Name = "@example.com", ""
+			mustSignup(t, f, su, Ignored, ReasonInvalidSignup+": the signup cannot be sent to Referral Factory: ")
+			if n := creates(f); n != 0 {
+				t.Fatalf("%d POST /users", n)
+			}
+			if in, err := f.ledger.IntentOf(context.Background(), ledger.IntentCreateLead, ledger.LeadCreationTarget(1, ledger.HashEmail("@example.com"))); err != nil || in.Status != ledger.IntentFailed {
+				t.Fatalf("intent %+v %v", in, err)
+			}
 		})
 	})
 	t.Run("429 until the client gives up", func(t *testing.T) {
@@ -223,4 +266,152 @@ func TestSignupCampaignIsMatchedLikeTheConfiguredOnes(t *testing.T) {
 			}
 		})
 	})
+}
+
+// An invoice.paid maps Fay's customer to an older lead (Erin, matched by email) while Fay's
+// signup is between its ledger lookup and PutLead: the new lead is stored without the customer
+// (the first mapping wins), and the Stripe customer must not get the new lead's rf_user_id —
+// metadata comes first when payments are matched, so it would credit every later payment to
+// the new lead against the ledger's mapping. Waiting invoices are then looked up by email only.
+func TestSignupMappingRaceDoesNotWriteTheNewLeadToTheCustomer(t *testing.T) {
+	stores(t, signupSettings(), func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		erin := ledger.Lead{ID: erinID, Code: "eRiNlEad", ReferrerID: 2, CampaignID: 1, Source: ledger.SourceRFWebhook}
+		erin.SetEmail(erinEmail)
+		if _, err := f.ledger.PutLead(ctx, erin); err != nil {
+			t.Fatal(err)
+		}
+		fs, url := newFakeStripe(t, map[string]map[string]string{fayCus: {}})
+		spy := &unmatchedSpy{Store: f.ledger}
+		svc := New(raceLedger{Store: spy, cus: fayCus, lead: erinID}, f.svc.rf, signupSettings(), f.clock.Now, logtest.Logger(t, "referrals"))
+		svc.WithCustomers(stripecustomers.New("sk_test_refbridge", url))
+		res, err := svc.Signup(ctx, fayCheckout())
+		if err != nil || res.Outcome != Created || !strings.Contains(res.Reason, "the Stripe customer stays mapped to another lead") {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if l, err := f.ledger.LeadByCustomer(ctx, fayCus); err != nil || l.ID != erinID {
+			t.Fatalf("mapping %+v %v", l, err)
+		}
+		if l, err := f.ledger.LeadByID(ctx, res.LeadID); err != nil || l.StripeCustomerID != "" {
+			t.Fatalf("new lead %+v %v", l, err)
+		}
+		if w := fs.writes(); len(w) != 0 {
+			t.Fatalf("customer mapped to lead %d written to: %+v (new lead %d)", erinID, w, res.LeadID)
+		}
+		if len(spy.customers) != 1 || spy.customers[0] != "" {
+			t.Fatalf("waiting invoices looked up by customer %q, want by email only", spy.customers)
+		}
+	})
+}
+
+// raceLedger maps the signup's customer to another lead just before the create_lead intent
+// begins: what a concurrent invoice.paid (matched by email to an older lead) does.
+type raceLedger struct {
+	ledger.Store
+	cus  string
+	lead int64
+}
+
+func (r raceLedger) BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error) {
+	if in.Kind == ledger.IntentCreateLead {
+		if _, err := r.Store.MapCustomer(ctx, r.cus, r.lead, "email_index"); err != nil {
+			return ledger.Intent{}, err
+		}
+	}
+	return r.Store.BeginIntent(ctx, in)
+}
+
+// unmatchedSpy records the customers UnmatchedFor is asked about.
+type unmatchedSpy struct {
+	ledger.Store
+	customers []string
+}
+
+func (u *unmatchedSpy) UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]ledger.Unmatched, error) {
+	u.customers = append(u.customers, customerID)
+	return u.Store.UnmatchedFor(ctx, customerID, emailHash)
+}
+
+// The create_lead intent is done (an earlier delivery created or adopted the lead) but the
+// ledger's email lookup does not show the lead: RF is searched; a lead found there is adopted
+// (nothing posted), and one RF no longer has is not created again (lead_gone).
+func TestSignupIntentDoneButTheLedgerHasNoLead(t *testing.T) {
+	begin := func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		target := ledger.LeadCreationTarget(1, ledger.HashEmail(fayEmail))
+		if _, err := f.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentCreateLead, Target: target, Ref: "earlier"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.ledger.FinishIntent(ctx, ledger.IntentCreateLead, target, ledger.IntentDone, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("RF has it", func(t *testing.T) {
+		stores(t, signupSettings(), func(t *testing.T, f fixture) {
+			begin(t, f)
+			made := f.sim.Lead(t, 1, "aLiCeRef", fayEmail)
+			res := mustSignup(t, f, fayCheckout(), Adopted, "the email is already lead ")
+			if res.LeadID != int64(made.ID) || creates(f) != 0 {
+				t.Fatalf("%+v; %d POST /users", res, creates(f))
+			}
+			if l, err := f.ledger.LeadByCustomer(context.Background(), fayCus); err != nil || l.ID != int64(made.ID) || l.ReferrerID != 1 {
+				t.Fatalf("ledger %+v %v", l, err)
+			}
+		})
+	})
+	t.Run("RF no longer has it", func(t *testing.T) {
+		stores(t, signupSettings(), func(t *testing.T, f fixture) {
+			begin(t, f)
+			mustSignup(t, f, fayCheckout(), Ignored, ReasonLeadGone+": ")
+			if n := creates(f); n != 0 {
+				t.Fatalf("%d POST /users", n)
+			}
+			d, err := f.ledger.Decisions(context.Background(), "checkout#cs_fay")
+			if err != nil || len(d) != 1 || !strings.HasPrefix(d[0].Reason, ReasonLeadGone) {
+				t.Fatalf("decisions %+v %v", d, err)
+			}
+		})
+	})
+}
+
+// A Stripe name longer than RF's 255 characters is cut to 255 (runes, not bytes), not refused.
+func TestSignupLongNameIsCut(t *testing.T) {
+	stores(t, signupSettings(), func(t *testing.T, f fixture) {
+		su := fayCheckout()
+		su.Name = strings.Repeat("Ø", 300)
+		mustSignup(t, f, su, Created, "lead ")
+		for _, c := range f.sim.Server.Calls() {
+			if c.Method == "POST" && c.Path == "/api/v2/users" {
+				var body struct {
+					FirstName string `json:"first_name"`
+				}
+				if err := json.Unmarshal([]byte(c.Body), &body); err != nil || body.FirstName != strings.Repeat("Ø", 255) {
+					t.Fatalf("first_name of %d runes (%v)", utf8.RuneCountInString(body.FirstName), err)
+				}
+			}
+		}
+	})
+}
+
+// The self-referral check compares mailboxes, not strings.
+func TestSameMailbox(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		same bool
+	}{
+		{"alice@example.com", " ALICE@Example.com ", true},
+		{"alice@example.com", "alice+promo@example.com", true},
+		{"alice+old@example.com", "alice+new@example.com", true},
+		{"alice@example.com", "a.lice@example.com", false}, // dots count outside Gmail
+		{"alice@gmail.com", "A.Li.Ce+x@gmail.com", true},
+		{"alice@gmail.com", "a.lice@googlemail.com", true},
+		{"alice@example.com", "alice@example.org", false},
+		{"alice@example.com", "\u0430lice@example.com", false}, // Cyrillic а: a lookalike is another mailbox
+		{"+one@example.com", "+two@example.com", false},        // nothing before the tag: kept whole
+		{"alice@example.com", "alice", false},
+	} {
+		if got := sameMailbox(tt.a, tt.b); got != tt.same {
+			t.Errorf("sameMailbox(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.same)
+		}
+	}
 }

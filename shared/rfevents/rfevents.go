@@ -83,6 +83,14 @@ type FieldNames map[string]string
 // ErrNoIdentity means the body names no user under any name looked for.
 var ErrNoIdentity = errors.New("no user id, code or email")
 
+// ErrMalformedJSON and ErrMalformedForm mean the body is not what its encoding says. Their
+// messages are the answer's; the parser's detail wrapped with them may quote bytes of the body,
+// so it is for the logs only.
+var (
+	ErrMalformedJSON = errors.New("malformed JSON body: want an object")
+	ErrMalformedForm = errors.New("malformed form body (application/x-www-form-urlencoded)")
+)
+
 // Parse reads a delivery's body: JSON (an object, or one wrapped in "data" or "user") or
 // application/x-www-form-urlencoded.
 func Parse(body []byte, contentType string, names FieldNames) (Identity, error) {
@@ -103,15 +111,26 @@ func Parse(body []byte, contentType string, names FieldNames) (Identity, error) 
 		return ""
 	}
 	var id Identity
-	id.ID, _ = strconv.ParseInt(get("id"), 10, 64)
+	id.ID = number(get("id"))
 	id.Code = get("code")
 	id.Email = get("email")
-	id.CampaignID, _ = strconv.ParseInt(get("campaign"), 10, 64)
-	id.IssuedRewardID, _ = strconv.ParseInt(get("reward_id"), 10, 64)
+	id.CampaignID = number(get("campaign"))
+	id.IssuedRewardID = number(get("reward_id"))
 	if !id.Usable() {
 		return Identity{}, fmt.Errorf("%w: looked for %s", ErrNoIdentity, lookedFor(names))
 	}
 	return id, nil
+}
+
+// number reads an id; anything that is not one, an out-of-range number included, is 0 (absent).
+// strconv.ParseInt answers a number beyond int64 with the largest int64 and an error, which
+// must not name a user or a reward.
+func number(s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // lookedFor lists the names searched, for the 400 answer.
@@ -134,11 +153,13 @@ func flatten(body []byte, contentType string) (map[string]string, error) {
 	if media == "application/x-www-form-urlencoded" || (media != "application/json" && len(trimmed) > 0 && trimmed[0] != '{') {
 		q, err := url.ParseQuery(string(trimmed))
 		if err != nil {
-			return nil, fmt.Errorf("form body: %w", err)
+			return nil, fmt.Errorf("%w: %v", ErrMalformedForm, err)
 		}
+		// A field given twice counts once, with its last value, as in a JSON body (encoding/json
+		// keeps the last): the same delivery names the same user in either encoding.
 		out := make(map[string]string, len(q))
 		for k, v := range q {
-			out[k] = v[0]
+			out[k] = v[len(v)-1]
 		}
 		return out, nil
 	}
@@ -146,7 +167,7 @@ func flatten(body []byte, contentType string) (map[string]string, error) {
 	dec.UseNumber()
 	var obj map[string]any
 	if err := dec.Decode(&obj); err != nil {
-		return nil, fmt.Errorf("JSON body: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrMalformedJSON, err)
 	}
 	for _, wrapper := range []string{"data", "user"} {
 		if inner, ok := obj[wrapper].(map[string]any); ok {

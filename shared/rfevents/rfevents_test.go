@@ -67,8 +67,16 @@ func TestParse(t *testing.T) {
 		{"a renamed field replaces the defaults", `{"code":"default","ref":"chosen"}`, "application/json", FieldNames{"code": "ref"},
 			Identity{Code: "chosen"}, false},
 		{"no identity", `{"first_name":"Ann"}`, "application/json", nil, Identity{}, true},
+		// A number beyond int64 is no number (ParseInt would clamp it to the largest int64).
+		{"ids beyond int64", `{"id":9223372036854775808,"code":"x","campaign_id":"99999999999999999999","reward_issued_id":1e3}`,
+			"application/json", nil, Identity{Code: "x"}, false},
+		{"only an id beyond int64", `{"id":99999999999999999999}`, "application/json", nil, Identity{}, true},
 		{"not JSON", `{"id":`, "application/json", nil, Identity{}, true},
 		{"bad form", "%zz", "application/x-www-form-urlencoded", nil, Identity{}, true},
+		// A field given twice: its last value, in either encoding.
+		{"form with a duplicate key", "code=first&code=last", "application/x-www-form-urlencoded", nil, Identity{Code: "last"}, false},
+		{"JSON with a duplicate key", `{"code":"first","code":"last"}`, "application/json", nil, Identity{Code: "last"}, false},
+		{"form whose duplicate key ends empty", "code=first&code=", "application/x-www-form-urlencoded", nil, Identity{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +85,14 @@ func TestParse(t *testing.T) {
 				t.Fatalf("Parse = %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+	for body, want := range map[string]error{`{"id":`: ErrMalformedJSON, `[1]`: ErrMalformedJSON, ``: ErrMalformedJSON} {
+		if _, err := Parse([]byte(body), "application/json", nil); !errors.Is(err, want) {
+			t.Errorf("%q: %v, want %v", body, err, want)
+		}
+	}
+	if _, err := Parse([]byte("code=%zz"), "application/x-www-form-urlencoded", nil); !errors.Is(err, ErrMalformedForm) {
+		t.Errorf("bad form: %v", err)
 	}
 	_, err := Parse([]byte(`{"name":"x"}`), "application/json", FieldNames{"email": "mail"})
 	if !errors.Is(err, ErrNoIdentity) || !strings.Contains(err.Error(), "email (mail)") || !strings.Contains(err.Error(), "code (code, referral_code") {

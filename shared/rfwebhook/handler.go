@@ -32,6 +32,8 @@ type RF interface {
 type Ledger interface {
 	PutLead(ctx context.Context, l ledger.Lead) (ledger.Lead, error)
 	Qualify(ctx context.Context, q ledger.Qualification) (ledger.Qualification, error)
+	LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error)
+	IntentOf(ctx context.Context, kind ledger.IntentKind, target string) (ledger.Intent, error)
 	MarkRewardSettled(ctx context.Context, s ledger.Settlement) (ledger.DueReward, error)
 	MapCustomer(ctx context.Context, customerID string, leadID int64, rule string) (ledger.Mapping, error)
 	UnmatchedFor(ctx context.Context, customerID, emailHash string) ([]ledger.Unmatched, error)
@@ -94,7 +96,8 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	}
 	id, err := rfevents.Parse(r.Body, r.Header["content-type"], h.Fields)
 	if err != nil {
-		return httpx.Outcome{Kind: httpx.Invalid, Reason: err.Error()}
+		log.WarnContext(ctx, "rf webhook body refused", "kind", string(kind), "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: invalidBody(err)}
 	}
 	if kind == rfevents.RewardIssued && id.IssuedRewardID <= 0 {
 		return httpx.Outcome{Kind: httpx.Invalid, Reason: "reward-issued without the issued reward's id (reward_issued_id)"}
@@ -133,6 +136,10 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	switch {
 	case errors.Is(err, idempotency.ErrInProgress):
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "the same event is being processed; retry later"}
+	case errors.Is(err, errReversalUnfinished):
+		// Expected when RF's webhook overtakes refbridge's own unqualify call: not an error.
+		log.InfoContext(ctx, "rf webhook waits for refbridge's reversal of the lead", "kind", string(kind), "user", user.ID, "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "refbridge is unqualifying this lead; retry later"}
 	case err != nil:
 		log.ErrorContext(ctx, "rf webhook failed; RF should retry", "kind", string(kind), "user", user.ID, "error", err.Error())
 		h.Metrics.Count(ctx, "TransientFailure", 1)
@@ -154,6 +161,52 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		kindOut = httpx.Ignored
 	}
 	return httpx.Outcome{Kind: kindOut, Reason: s.Reason}
+}
+
+// invalidBody says what was wrong with a body in refbridge's words: which encoding failed (the
+// parser's detail, which may quote the body, stays in the logs), or the field names looked for,
+// which are the admin's (RF_WEBHOOK_FIELDS), never the sender's.
+func invalidBody(err error) string {
+	switch {
+	case errors.Is(err, rfevents.ErrMalformedJSON):
+		return rfevents.ErrMalformedJSON.Error()
+	case errors.Is(err, rfevents.ErrMalformedForm):
+		return rfevents.ErrMalformedForm.Error()
+	}
+	return err.Error()
+}
+
+// errReversalUnfinished: the lead's newest qualification in the ledger is reversed (or became
+// so while the webhook was decided), and RF's qualified state cannot be told apart from the one
+// that reversal has not yet undone.
+var errReversalUnfinished = errors.New("the lead's qualification is reversed in the ledger and RF's may not be undone yet")
+
+// qualifiedSinceReversal decides a lead-qualified webhook for a lead whose newest qualification
+// the ledger records as reversed: RF qualifying the lead is news only if it came after
+// refbridge unqualified the lead there. The user read before may predate that unqualify (the
+// reversal flow records the reversal first, then calls RF): recording a new qualification from
+// it would leave the ledger standing while RF ends unqualified. So the unqualify must be done,
+// and RF read again after seeing it done; otherwise errReversalUnfinished, and RF retries. A
+// reversal that left RF qualified on purpose (every reward already issued) has no unqualify, so
+// RF's stale news of it is not recorded either.
+func (h *Handler) qualifiedSinceReversal(ctx context.Context, latest ledger.Qualification) (rf.User, error) {
+	in, err := h.Ledger.IntentOf(ctx, ledger.IntentUnqualify, ledger.QualificationTarget(latest.LeadID, latest.Seq))
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return rf.User{}, fmt.Errorf("lead %d, qualification %d: no unqualify begun: %w", latest.LeadID, latest.Seq, errReversalUnfinished)
+	case err != nil:
+		return rf.User{}, fmt.Errorf("unqualify intent of lead %d: %w", latest.LeadID, err)
+	case in.Status != ledger.IntentDone:
+		return rf.User{}, fmt.Errorf("lead %d, qualification %d: unqualify %s: %w", latest.LeadID, latest.Seq, in.Status, errReversalUnfinished)
+	}
+	u, err := h.RF.GetUser(ctx, strconv.FormatInt(latest.LeadID, 10))
+	if err != nil {
+		return rf.User{}, fmt.Errorf("read lead %d again: %w", latest.LeadID, err)
+	}
+	if !qualifiedLead(u) {
+		return rf.User{}, fmt.Errorf("lead %d: unqualified in RF since the webhook: %w", latest.LeadID, errReversalUnfinished)
+	}
+	return u, nil
 }
 
 // qualifiedLead reports whether RF shows the user as a qualified lead.
@@ -256,15 +309,35 @@ func (h *Handler) act(ctx context.Context, kind rfevents.Kind, u rf.User, id rfe
 		if !u.IsLead() || !u.Qualified() {
 			return result{"ignored", "Referral Factory does not have this user as a qualified lead"}, nil
 		}
+		// The generation this decision is about: the first, or the one after a reversal whose
+		// unqualify is done. The ledger refuses it (ErrConflict) if another was recorded, or
+		// this one reversed, since the read: RF retries, and the webhook is decided again.
+		next := int64(1)
+		latest, err := h.Ledger.LatestQualification(ctx, u.ID)
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+		case err != nil:
+			return result{}, fmt.Errorf("qualification of lead %d: %w", u.ID, err)
+		case latest.Standing():
+			return result{"processed", "qualification already recorded"}, nil
+		default:
+			if u, err = h.qualifiedSinceReversal(ctx, latest); err != nil {
+				return result{}, err
+			}
+			next = latest.Seq + 1
+		}
 		// RF gives a date only. The hold counts from when refbridge learned of the
 		// qualification, never earlier, so it is never shortened; but RF made it on that date,
 		// possibly before the sweep first saw the rewards it produced, so the sweep may tie them
 		// to it from the date's start (EarliestAt).
 		now := h.now()
-		_, err := h.Ledger.Qualify(ctx, ledger.Qualification{LeadID: u.ID, ReferrerID: u.ReferrerID, At: now,
+		_, err = h.Ledger.Qualify(ctx, ledger.Qualification{LeadID: u.ID, Seq: next, ReferrerID: u.ReferrerID, At: now,
 			EarliestAt: qualifiedFrom(u.QualifiedAt, now), Origin: ledger.OriginRFWebhook, Rule: "rf_webhook"})
 		if errors.Is(err, ledger.ErrAlreadyQualified) {
 			return result{"processed", "qualification already recorded"}, nil
+		}
+		if errors.Is(err, ledger.ErrConflict) {
+			return result{}, fmt.Errorf("lead %d: the ledger's qualifications changed since they were read: %w", u.ID, errReversalUnfinished)
 		}
 		if err != nil {
 			return result{}, fmt.Errorf("record qualification of lead %d: %w", u.ID, err)

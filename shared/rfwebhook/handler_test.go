@@ -336,3 +336,110 @@ func TestRewardSettledDifferentlyIsLogged(t *testing.T) {
 		}
 	})
 }
+
+// Found by the reliability suite (reliability/, seed 169101451293640 at 200 events): RF's
+// lead-qualified webhook for a qualification refbridge made is handled while refbridge's
+// reversal of it (a refund) is in flight: the ledger already records the reversal, RF still
+// shows the lead qualified. Recording a new qualification from that stale read would leave the
+// ledger standing while RF ends unqualified (a later payment then never requalifies the lead
+// in RF, and the sweep issues the reward of a refunded lead). The webhook is retried instead;
+// once the reversal is done and RF shows the lead pending, it is still retried (RF is behind);
+// only RF qualifying the lead again after that is recorded.
+func TestLeadQualifiedDuringRefbridgesReversalIsRetried(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		q1, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: 5, ReferrerID: 2, Origin: ledger.OriginRefbridge})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.sim.Qualify(t, 5)
+		if _, err := e.ledger.Reverse(ctx, q1.Ref(), time.Time{}, "refund"); err != nil {
+			t.Fatal(err)
+		}
+		latestStands := func(want bool) {
+			t.Helper()
+			q, err := e.ledger.LatestQualification(ctx, 5)
+			if err != nil || q.Standing() != want {
+				t.Fatalf("Erin's latest qualification: %+v %v, standing want %v", q, err, want)
+			}
+		}
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 {
+			t.Fatalf("reversal begun, RF not unqualified yet: %d %s", s, b)
+		}
+		latestStands(false)
+		target := ledger.QualificationTarget(5, q1.Seq)
+		if _, err := e.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentUnqualify, Target: target, Ref: "charge#ch_1"}); err != nil {
+			t.Fatal(err)
+		}
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 {
+			t.Fatalf("unqualify under way: %d %s", s, b)
+		}
+		if _, err := e.sim.Server.Qualify(rfsim.UserRef{ID: 5}, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); err != nil {
+			t.Fatal(err)
+		}
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 {
+			t.Fatalf("unqualified in RF: %d %s", s, b)
+		}
+		latestStands(false)
+		// An RF admin qualifies Erin again: that is news, and recorded.
+		e.sim.Qualify(t, 5)
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 200 || !strings.Contains(b, "processed") {
+			t.Fatalf("qualified again in RF: %d %s", s, b)
+		}
+		latestStands(true)
+	})
+}
+
+// afterRead runs a hook right after the handler reads a lead's latest qualification: what a
+// concurrent delivery may do between that read and the handler's write.
+type afterRead struct {
+	Ledger
+	hook func()
+}
+
+func (a *afterRead) LatestQualification(ctx context.Context, leadID int64) (ledger.Qualification, error) {
+	q, err := a.Ledger.LatestQualification(ctx, leadID)
+	if a.hook != nil {
+		a.hook()
+		a.hook = nil
+	}
+	return q, err
+}
+
+// The same as the read in the reliability suite's seed 173268885941312 (soak, DynamoDB
+// throttling stretching the gap): the handler finds no qualification of Erin, and before it
+// records RF's, refbridge records its own and reverses it (a refund). The webhook's decision
+// was about the first generation: it must not become a standing second one.
+func TestLeadQualifiedRacingAReversalIsRetried(t *testing.T) {
+	var wrappers sync.Map // the store → its wrapper, one per subtest
+	bothWith(t, func(h *Handler) {
+		w := &afterRead{Ledger: h.Ledger}
+		wrappers.Store(h.Ledger, w)
+		h.Ledger = w
+	}, func(t *testing.T, e env) {
+		ctx := context.Background()
+		v, _ := wrappers.Load(e.ledger)
+		wrapped := v.(*afterRead)
+		hdr := map[string]string{"X-Webhook-Secret": secret}
+		e.sim.Qualify(t, 5)
+		wrapped.hook = func() {
+			q1, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: 5, ReferrerID: 2, Origin: ledger.OriginRefbridge})
+			if err == nil {
+				_, err = e.ledger.Reverse(ctx, q1.Ref(), time.Time{}, "refund")
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		if s, b := post(t, e.url+"lead-qualified", "application/json", `{"referral_code":"eRiNlEad"}`, hdr); s != 503 {
+			t.Fatalf("a qualification recorded and reversed since the read: %d %s", s, b)
+		}
+		if q, err := e.ledger.LatestQualification(ctx, 5); err != nil || q.Seq != 1 || q.Standing() {
+			t.Fatalf("Erin's latest qualification: %+v %v, want generation 1, reversed", q, err)
+		}
+	})
+}

@@ -210,6 +210,47 @@ type Signup struct {
 	ClientReferenceID string
 	Metadata          map[string]string
 	Livemode          bool
+	// Changes is what a customer.updated changed (ChangesOf its previous_attributes); nil for
+	// other events, and for an update that does not say (no previous_attributes): act on it.
+	Changes *Changes
+}
+
+// Changes is what an *.updated event's data.previous_attributes names: the attributes that
+// changed, each with its value before the event. For a hash such as metadata, Stripe names the
+// keys that changed (an added key with null); its value is read leniently (see MetadataKey).
+type Changes struct {
+	previous map[string]any
+}
+
+// ChangesOf reads data.previous_attributes (Event.PreviousAttributes); nil when there is none,
+// or it is empty: nothing is known about what changed.
+func ChangesOf(previous map[string]any) *Changes {
+	if len(previous) == 0 {
+		return nil
+	}
+	return &Changes{previous: previous}
+}
+
+// Attribute reports whether a top-level attribute (e.g. "email") changed.
+func (c *Changes) Attribute(name string) bool {
+	_, ok := c.previous[name]
+	return ok
+}
+
+// MetadataKey reports whether metadata[key] may have changed: previous_attributes.metadata names
+// the key, or is not an object naming keys (null, empty or another shape: it cannot rule the key
+// out). False when metadata did not change, or only other keys did.
+func (c *Changes) MetadataKey(key string) bool {
+	raw, ok := c.previous["metadata"]
+	if !ok {
+		return false
+	}
+	md, isObject := raw.(map[string]any)
+	if !isObject || len(md) == 0 {
+		return true
+	}
+	_, ok = md[key]
+	return ok
 }
 
 // The objects a Signup is read from.

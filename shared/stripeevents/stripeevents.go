@@ -46,6 +46,9 @@ type Event struct {
 	Livemode   bool
 	Created    time.Time
 	Object     json.RawMessage
+	// PreviousAttributes is data.previous_attributes (*.updated events only): the attributes
+	// that changed, with their values before the event; nil when the event has none.
+	PreviousAttributes map[string]any
 }
 
 // Verify checks the Stripe-Signature header against each secret (several during a rotation)
@@ -83,7 +86,8 @@ func Verify(payload []byte, sigHeader string, secrets []string, tolerance time.D
 		Livemode   bool   `json:"livemode"`
 		Created    int64  `json:"created"`
 		Data       *struct {
-			Object json.RawMessage `json:"object"`
+			Object             json.RawMessage `json:"object"`
+			PreviousAttributes map[string]any  `json:"previous_attributes"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(payload, &env); err != nil {
@@ -92,6 +96,11 @@ func Verify(payload []byte, sigHeader string, secrets []string, tolerance time.D
 	if env.ID == "" || env.Type == "" || env.Data == nil || len(env.Data.Object) == 0 || string(env.Data.Object) == "null" {
 		return Event{}, fmt.Errorf("%w: missing id, type or data.object", ErrMalformed)
 	}
+	// The raw value is exactly the JSON value's bytes: an object starts with '{'. (stripe-go's
+	// ConstructEvent refused anything else by decoding it into a map.)
+	if env.Data.Object[0] != '{' {
+		return Event{}, fmt.Errorf("%w: data.object is not an object", ErrMalformed)
+	}
 	return Event{ID: env.ID, Type: env.Type, APIVersion: env.APIVersion, Livemode: env.Livemode,
-		Created: time.Unix(env.Created, 0).UTC(), Object: env.Data.Object}, nil
+		Created: time.Unix(env.Created, 0).UTC(), Object: env.Data.Object, PreviousAttributes: env.Data.PreviousAttributes}, nil
 }

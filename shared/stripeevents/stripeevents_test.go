@@ -52,6 +52,8 @@ func TestVerify(t *testing.T) {
 		{"signed JSON that is no event", []byte(`{"a":1}`), sign([]byte(`{"a":1}`), secret, now), []string{secret}, ErrMalformed},
 		{"signed event with a null object", []byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":null}}`),
 			sign([]byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":null}}`), secret, now), []string{secret}, ErrMalformed},
+		{"signed event whose object is an array", []byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":[1,2]}}`),
+			sign([]byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":[1,2]}}`), secret, now), []string{secret}, ErrMalformed},
 		{"signed event with a string for created", []byte(`{"id":"evt_1","type":"invoice.paid","created":"now","data":{"object":{}}}`),
 			sign([]byte(`{"id":"evt_1","type":"invoice.paid","created":"now","data":{"object":{}}}`), secret, now), []string{secret}, ErrMalformed},
 	}
@@ -213,5 +215,37 @@ func TestDecodeRejectsOtherObjects(t *testing.T) {
 	c, err := DecodeCharge([]byte(`{"object":"charge","id":"ch_1","customer":{"id":"cus_9","object":"customer"}}`))
 	if err != nil || c.CustomerID != "cus_9" {
 		t.Errorf("expanded customer: %+v %v", c, err)
+	}
+}
+
+// A customer.updated says what changed in data.previous_attributes: Verify keeps it, ChangesOf
+// reads it. Metadata names the keys that changed (an added key with null); a metadata value that
+// names no key cannot rule any out.
+func TestChangesOfAnUpdate(t *testing.T) {
+	payload := fixture(t, "customer.updated.2024-06-20.json")
+	ev, err := Verify(payload, sign(payload, secret, time.Now()), []string{secret}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ChangesOf(ev.PreviousAttributes)
+	if c == nil || !c.MetadataKey("rf_referrer_code") || c.MetadataKey("rf_user_id") || c.Attribute("email") || !c.Attribute("metadata") {
+		t.Fatalf("changes %+v", c)
+	}
+	created := fixture(t, "customer.created.2024-06-20.json")
+	ev, err = Verify(created, sign(created, secret, time.Now()), []string{secret}, 0)
+	if err != nil || ev.PreviousAttributes != nil || ChangesOf(ev.PreviousAttributes) != nil {
+		t.Fatalf("customer.created: %+v %v", ev.PreviousAttributes, err)
+	}
+	if ChangesOf(map[string]any{}) != nil {
+		t.Error("an empty previous_attributes says nothing")
+	}
+	for _, md := range []any{nil, map[string]any{}, "x"} {
+		if !ChangesOf(map[string]any{"metadata": md}).MetadataKey("rf_referrer_code") {
+			t.Errorf("metadata %#v rules the key out", md)
+		}
+	}
+	c = ChangesOf(map[string]any{"email": "old@example.com", "address": nil})
+	if !c.Attribute("email") || c.MetadataKey("rf_referrer_code") {
+		t.Errorf("email change: %+v", c)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/httpx"
@@ -134,18 +133,13 @@ var (
 )
 
 // notAttributed is the reason a signup carrying a referral code was not attributed
-// (existing_referrer, self_referral, unknown_referral_code), "" for anything else: operators
-// watch these apart from Events, whose Outcome says only refused or unmatched.
+// (existing_referrer, self_referral, unknown_referral_code, rf_refused, lead_gone,
+// invalid_signup: referrals.NotAttributed), "" for anything else: operators watch these apart
+// from Events, whose Outcome says only refused, unmatched or ignored.
 func notAttributed(eventType string, s stored) string {
 	switch eventType {
 	case stripeevents.TypeCheckoutSessionComplete, stripeevents.TypeCustomerCreated, stripeevents.TypeCustomerUpdated:
-	default:
-		return ""
-	}
-	switch referrals.Outcome(s.Outcome) {
-	case referrals.Refused, referrals.Unmatched:
-		why, _, _ := strings.Cut(s.Reason, ":")
-		return why
+		return referrals.NotAttributed(referrals.Outcome(s.Outcome), s.Reason)
 	}
 	return ""
 }
@@ -173,7 +167,16 @@ func (h *Handler) decision(ev stripeevents.Event) (func(context.Context) (referr
 	case stripeevents.TypeCheckoutSessionComplete:
 		return decoded(ev, stripeevents.DecodeCheckoutSession, h.Decisions.Signup), nil
 	case stripeevents.TypeCustomerCreated, stripeevents.TypeCustomerUpdated:
-		return decoded(ev, stripeevents.DecodeCustomer, h.Decisions.Signup), nil
+		decode := stripeevents.DecodeCustomer
+		if ev.Type == stripeevents.TypeCustomerUpdated {
+			decode = func(raw json.RawMessage) (stripeevents.Signup, error) {
+				s, err := stripeevents.DecodeCustomer(raw)
+				// An update that changed neither the email nor the code is not decided again.
+				s.Changes = stripeevents.ChangesOf(ev.PreviousAttributes)
+				return s, err
+			}
+		}
+		return decoded(ev, decode, h.Decisions.Signup), nil
 	}
 	return nil, errUnhandled
 }

@@ -41,8 +41,8 @@ type createBody struct {
 	Email      string `json:"email"`
 	Notify     *bool  `json:"notify"`
 	Referrer   *struct {
-		Field string `json:"field"`
-		Value string `json:"value"`
+		Field string          `json:"field"`
+		Value json.RawMessage `json:"value"`
 	} `json:"referrer"`
 }
 
@@ -146,8 +146,10 @@ func TestSignupCreatesALeadOfTheCodesOwner(t *testing.T) {
 					t.Fatalf("%d POST /users, want 1", len(posts))
 				}
 				p := posts[0]
+				// The referrer is named by the id of the code's owner (the user checked for the
+				// campaign and for self-referral), not by the code.
 				if p.CampaignID != 1 || p.Email != tt.email || p.FirstName != tt.name || p.Notify == nil || *p.Notify ||
-					p.Referrer == nil || p.Referrer.Field != "code" || p.Referrer.Value != tt.code {
+					p.Referrer == nil || p.Referrer.Field != "id" || string(p.Referrer.Value) != strconv.Itoa(tt.referrer) {
 					t.Fatalf("POST /users %+v (referrer %+v)", p, p.Referrer)
 				}
 				u := oneLead(t, e, tt.email, tt.referrer, tt.customer)
@@ -188,7 +190,7 @@ func TestSignupSettings(t *testing.T) {
 		})
 		expect(t, e, payload, "processed", "created")
 		p := creates(t, e.sim)[0]
-		if p.Referrer.Value != "bObbYRef" || p.Notify == nil || !*p.Notify || p.FirstName != "fay" {
+		if string(p.Referrer.Value) != strconv.Itoa(bob) || p.Notify == nil || !*p.Notify || p.FirstName != "fay" {
 			t.Fatalf("POST /users %+v %+v", p, p.Referrer)
 		}
 		oneLead(t, e, fayEmail, bob, fayCus)
@@ -326,12 +328,23 @@ func TestSignupNeverConvertsAReferrer(t *testing.T) {
 			if u, _ := e.sim.Server.User(carol); u.Type != "person_referring" || u.ReferrerID != nil {
 				t.Fatalf("Carol %+v", u)
 			}
-			if leads, _ := e.ledger.LeadsByEmail(context.Background(), ledger.HashEmail("carol@example.com")); len(leads) != 0 {
+			// Recorded as a referrer (ReferrerID 0), not as a lead, and the customer not mapped
+			// to it: the next event about the email is refused from the ledger.
+			ctx := context.Background()
+			if leads, _ := e.ledger.LeadsByEmail(ctx, ledger.HashEmail("carol@example.com")); len(leads) != 1 || leads[0].ID != carol || leads[0].ReferrerID != 0 {
 				t.Fatalf("ledger %+v", leads)
+			}
+			if _, err := e.ledger.LeadByCustomer(ctx, fayCus); !errors.Is(err, ledger.ErrNotFound) {
+				t.Fatalf("customer mapped: %v", err)
 			}
 			d := decisions(t, e, "checkout#cs_test_RbFayCheckout01")
 			if len(d) != 1 || d[0].Outcome != "refused" || !strings.HasPrefix(d[0].Reason, "existing_referrer") {
 				t.Fatalf("decisions %+v", d)
+			}
+			before := len(e.sim.Server.Calls())
+			expect(t, e, withEventID(t, payload, "evt_carol_again", nil), "ignored", "refused: existing_referrer: the email belongs to referrer 3")
+			if n := len(e.sim.Server.Calls()) - before; n != 0 {
+				t.Fatalf("the second event made %d RF calls", n)
 			}
 		})
 	})
@@ -417,25 +430,85 @@ func TestSignupSelfReferral(t *testing.T) {
 	})
 }
 
-// RF answers POST /users with a 503 (it did nothing): 503, and Stripe's redelivery creates the
-// one lead.
-func TestSignupRF503ThenTheRedeliveryCreatesOneLead(t *testing.T) {
+// Policy: a "+tag" alias of the code owner's own address is the same mailbox, so it is a
+// self-referral, not a new lead credited to the owner; a Unicode lookalike (Cyrillic а) is
+// another mailbox, and becomes her lead.
+func TestSignupSelfReferralThroughAPlusAlias(t *testing.T) {
 	both(t, false, func(t *testing.T, e env) {
-		if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/users", Status: 503, Count: 1}); err != nil {
+		payload := signupEvent(t, fayCheckout, "evt_alice_alias", func(obj map[string]any) {
+			obj["customer_details"].(map[string]any)["email"] = "alice+promo@example.com"
+		})
+		_, a := call(t, e, signed(payload))
+		if !strings.HasPrefix(a.Reason, "refused: self_referral") || len(creates(t, e.sim)) != 0 {
+			t.Fatalf("%+v; %d POST /users: Alice became her own lead", a, len(creates(t, e.sim)))
+		}
+		lookalike := signupEvent(t, fayCheckout, "evt_alice_lookalike", func(obj map[string]any) {
+			obj["id"] = "cs_alice_lookalike"
+			obj["customer_details"].(map[string]any)["email"] = "\u0430lice@example.com"
+		})
+		expect(t, e, lookalike, "processed", "created: lead ")
+		if n := len(creates(t, e.sim)); n != 1 {
+			t.Fatalf("%d POST /users, want the lookalike's", n)
+		}
+	})
+}
+
+// RF answers POST /users with a 5xx and has created nothing: no 5xx proves that (a gateway's
+// 502/504 while the backend goes on, a 503 from a proxy, a 500 after the insert), so the intent
+// stays pending like after a timeout: the redelivery searches, finds nothing and, while the
+// attempt is recent, answers 503 again; once it is stale one delivery takes it over and posts.
+func TestSignupRF5xxLeavesTheAttemptPending(t *testing.T) {
+	for _, status := range []int{500, 502, 503, 504} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			both(t, false, func(t *testing.T, e env) {
+				if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/users", Status: status, Count: 1}); err != nil {
+					t.Fatal(err)
+				}
+				payload := fixture(t, fayCheckout)
+				if status, a := call(t, e, signed(payload)); status != 503 || a.Error == "" {
+					t.Fatalf("with RF failing: %d %+v", status, a)
+				}
+				if len(simUsers(e.sim, fayEmail)) != 0 {
+					t.Fatal("RF created the user although it failed")
+				}
+				in, err := e.ledger.IntentOf(context.Background(), ledger.IntentCreateLead, ledger.LeadCreationTarget(1, ledger.HashEmail(fayEmail)))
+				if err != nil || in.Status != ledger.IntentPending {
+					t.Fatalf("intent %+v %v, want pending", in, err)
+				}
+				if status, a := call(t, e, signed(payload)); status != 503 || !strings.Contains(a.Error, "another delivery is creating the same lead") {
+					t.Fatalf("redelivery while the attempt is recent: %d %+v", status, a)
+				}
+				e.clock.Advance(10 * time.Minute)
+				expect(t, e, payload, "processed", "created: lead ")
+				if n := len(creates(t, e.sim)); n != 2 {
+					t.Fatalf("%d POST /users, want the failed one and the one that created", n)
+				}
+				oneLead(t, e, fayEmail, alice, fayCus)
+			})
+		})
+	}
+}
+
+// A 504 from a gateway that gave up while RF was still creating the user: the redelivery finds
+// the pending intent, searches, finds the lead and confirms it, without posting again.
+func TestSignupGateway504IsReconciledBySearch(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/users", Status: 504, Count: 1}); err != nil {
 			t.Fatal(err)
 		}
 		payload := fixture(t, fayCheckout)
-		if status, a := call(t, e, signed(payload)); status != 503 || a.Error == "" {
-			t.Fatalf("with RF failing: %d %+v", status, a)
+		if status, _ := call(t, e, signed(payload)); status != 503 {
+			t.Fatalf("status %d", status)
 		}
-		if len(simUsers(e.sim, fayEmail)) != 0 {
-			t.Fatal("RF created the user although it failed")
-		}
+		made := e.sim.Lead(t, 1, "aLiCeRef", fayEmail) // the backend finishes after the gateway's 504
+		e.clock.Advance(10 * time.Minute)
 		expect(t, e, payload, "processed", "created: lead ")
-		if n := len(creates(t, e.sim)); n != 2 {
-			t.Fatalf("%d POST /users, want the failed one and the one that created", n)
+		if n := len(creates(t, e.sim)); n != 1 {
+			t.Fatalf("%d POST /users, want 1: the pending attempt is reconciled by search", n)
 		}
-		oneLead(t, e, fayEmail, alice, fayCus)
+		if u := oneLead(t, e, fayEmail, alice, fayCus); u.ID != made.ID {
+			t.Fatalf("lead %d, want %d", u.ID, made.ID)
+		}
 	})
 }
 
@@ -653,6 +726,139 @@ func TestSignupFullLoopToTheIssuedReward(t *testing.T) {
 		}
 		if status != rf.StatusIssued {
 			t.Fatalf("RF status %q", status)
+		}
+	})
+}
+
+// customerUpdate is Ivan's customer.updated with data.previous_attributes replaced (nil: none).
+func customerUpdate(t *testing.T, id string, previous map[string]any) []byte {
+	return withEventID(t, fixture(t, "customer.updated.2024-06-20.json"), id, func(m map[string]any) {
+		data := m["data"].(map[string]any)
+		if previous == nil {
+			delete(data, "previous_attributes")
+		} else {
+			data["previous_attributes"] = previous
+		}
+	})
+}
+
+// A customer.updated is decided again only when its previous_attributes name the email or the
+// code's metadata key: refbridge's own rf_user_id/rf_code write-back, a card or an address costs
+// no RF call and no ledger read. An update that does not say what changed is decided.
+func TestSignupCustomerUpdatedActsOnlyOnTheEmailOrTheCode(t *testing.T) {
+	t.Run("other attributes", func(t *testing.T) {
+		both(t, false, func(t *testing.T, e env) {
+			for i, prev := range []map[string]any{
+				{"metadata": map[string]any{"rf_user_id": nil, "rf_code": nil}},
+				{"address": nil, "invoice_settings": map[string]any{"default_payment_method": nil}},
+				{"name": "Ivan"},
+			} {
+				expect(t, e, customerUpdate(t, "evt_ivan_other_"+strconv.Itoa(i), prev), "ignored",
+					"ignored: the update changed neither the email nor metadata rf_referrer_code")
+			}
+			if n := len(e.sim.Server.Calls()); n != 0 {
+				t.Fatalf("%d RF calls", n)
+			}
+			if d := decisions(t, e, "customer#cus_RbIvanDemo00001"); len(d) != 0 {
+				t.Fatalf("decisions %+v", d)
+			}
+		})
+	})
+	for _, tt := range []struct {
+		name string
+		prev map[string]any
+	}{
+		{"the code added", map[string]any{"metadata": map[string]any{"rf_referrer_code": nil}}},
+		{"the code changed", map[string]any{"metadata": map[string]any{"rf_referrer_code": "bObbYRef"}}},
+		{"the email changed", map[string]any{"email": "ivan.kos@example.com"}},
+		{"metadata that names no key", map[string]any{"metadata": nil}},
+		{"no previous_attributes", nil},
+		{"an empty previous_attributes", map[string]any{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			both(t, false, func(t *testing.T, e env) {
+				expect(t, e, customerUpdate(t, "evt_ivan_code", tt.prev), "processed", "created: lead ")
+				oneLead(t, e, "ivan@example.com", carol, "cus_RbIvanDemo00001")
+			})
+		})
+	}
+}
+
+// A referrer whose own Stripe customer carries a code (Carol, with Alice's): the first
+// customer.updated that adds the code asks RF (GET, the POST answered 422, a search) and records
+// Carol as a referrer; the next ones are refused from the ledger, without an RF call, however
+// often Stripe sends them.
+func TestSignupReferrerCustomerUpdatesDoNotRepost(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		calls := 0
+		for i, id := range []string{"evt_carol_upd_1", "evt_carol_upd_2", "evt_carol_upd_3"} {
+			payload := signupEvent(t, "customer.updated.2024-06-20.json", id, func(obj map[string]any) {
+				obj["email"], obj["id"] = "carol@example.com", "cus_carol"
+				obj["metadata"] = map[string]any{"rf_referrer_code": "aLiCeRef"}
+			})
+			expect(t, e, payload, "ignored", "refused: existing_referrer")
+			if n := len(creates(t, e.sim)); n != 1 {
+				t.Fatalf("after %d customer.updated: %d POST /users", i+1, n)
+			}
+			if i == 0 {
+				calls = len(e.sim.Server.Calls())
+			} else if n := len(e.sim.Server.Calls()); n != calls {
+				t.Fatalf("customer.updated %d made %d RF calls", i+1, n-calls)
+			}
+		}
+	})
+}
+
+// RF refusing the new lead's body (a 422 a retry cannot fix) is acknowledged with 200 and
+// counted: SignupNotAttributed{Reason=rf_refused}.
+func TestSignupRFRefusalIsCounted(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/users", Status: 422, Count: 1,
+			Body: `{"code":422,"message":"Validation errors in your request","errors":{"first_name":[{"field":"first_name","message":"The first name may not be greater than 255 characters."}]}}`}); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, e, fixture(t, fayCheckout), "ignored", "ignored: rf_refused: Referral Factory refused the new lead")
+		if !metricLine(e.logs.String(), `"SignupNotAttributed":1`, `"Reason":"rf_refused"`) {
+			t.Fatal("no SignupNotAttributed for the refusal")
+		}
+	})
+}
+
+// RF refusing the signup campaign (deleted, or RF_SIGNUP_CAMPAIGN_ID wrong) is a configuration
+// error: 503 so that Stripe retries for three days, and an ERROR line naming the setting; once
+// the campaign is fixed, the retry creates the lead.
+func TestSignupCampaignRefusedIsRetried(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		if _, err := e.sim.Server.AddFault(rfsim.Fault{Match: "POST /api/v2/users", Status: 422, Count: 1,
+			Body: `{"code":422,"message":"Validation errors in your request","errors":{"campaign_id":[{"field":"campaign_id","message":"The selected campaign id is invalid."}]}}`}); err != nil {
+			t.Fatal(err)
+		}
+		payload := fixture(t, fayCheckout)
+		if status, a := call(t, e, signed(payload)); status != 503 {
+			t.Fatalf("%d %+v, want 503", status, a)
+		}
+		if !metricLine(e.logs.String(), `"level":"ERROR"`, "RF_SIGNUP_CAMPAIGN_ID") {
+			t.Fatalf("no ERROR line naming RF_SIGNUP_CAMPAIGN_ID")
+		}
+		expect(t, e, payload, "processed", "created: lead ")
+		oneLead(t, e, fayEmail, alice, fayCus)
+	})
+}
+
+// A signup the RF client cannot send (an email with an empty local part and no Stripe name: no
+// first_name) is permanent: 200 ignored and counted, not 503 on every redelivery.
+func TestSignupThatCannotBeSentIsIgnoredAndCounted(t *testing.T) {
+	both(t, false, func(t *testing.T, e env) {
+		payload := signupEvent(t, fayCheckout, "evt_no_local_part", func(obj map[string]any) {
+			d := obj["customer_details"].(map[string]any)
+			d["email"], d["name"] = "@example.com", nil
+		})
+		expect(t, e, payload, "ignored", "ignored: invalid_signup: ")
+		if n := len(creates(t, e.sim)); n != 0 {
+			t.Fatalf("%d POST /users", n)
+		}
+		if !metricLine(e.logs.String(), `"SignupNotAttributed":1`, `"Reason":"invalid_signup"`) {
+			t.Fatal("no SignupNotAttributed")
 		}
 	})
 }

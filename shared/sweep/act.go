@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/refbridge/refbridge/shared/ledger"
@@ -123,7 +124,8 @@ const clockSkew = time.Minute
 //     so the referrer's and the lead's rewards of one qualification both stand on it, and two
 //     rewards of one definition for one referrer need two qualifications.
 //
-// Of the candidates, the oldest (by At) whose slot is free takes it; none → nil, and the reward
+// Of the candidates, the oldest (by At) whose slot is free takes it, skipping a reversed one
+// whose reward moved on to the lead's later qualification (slotSpent); none → nil, and the reward
 // is held from its first sighting. Unmatched rewards are tried again every run, so a
 // qualification recorded late (an RF webhook delivered late) still takes the rewards it made.
 //
@@ -152,6 +154,9 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 		if held := qs[i].Slots[rec.RewardID]; held != 0 && held != rec.ID {
 			continue
 		}
+		if slotSpent(qs, i, rec.RewardID) {
+			continue
+		}
 		err := s.Ledger.MatchDueReward(ctx, rec.ID, qs[i].Ref(), slot)
 		if errors.Is(err, ledger.ErrConflict) {
 			// The slot was taken meanwhile, or the reward was matched elsewhere: read it to tell.
@@ -173,6 +178,27 @@ func (s *Sweeper) qualification(ctx context.Context, rec ledger.DueReward) (*led
 		return s.matched(ctx, rec, qs, slot)
 	}
 	return nil, nil
+}
+
+// slotSpent reports whether the reversed qualification qs[i], whose slot for the reward
+// definition is free, has made its reward of that definition all the same: a later
+// qualification of the same lead holds one. RF makes a lead's reward of a definition again only
+// once the earlier one was canceled (rfsim decision 9), so that reward is either the one qs[i]
+// made, moved on when the lead qualified again (RematchDueReward frees the slot it leaves), or
+// one made after qs[i]'s was canceled (which holds qs[i]'s slot, unless it was canceled before
+// the sweep saw it). Either way qs[i] made no other, and another lead's reward taking the freed
+// slot would be canceled for this lead's reversal.
+func slotSpent(qs []ledger.Qualification, i int, rewardID int64) bool {
+	q := qs[i]
+	if q.Standing() {
+		return false // the newest of its lead: nothing later
+	}
+	for _, later := range qs {
+		if later.LeadID == q.LeadID && later.Seq > q.Seq && later.Slots[rewardID] != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // couldHaveMade reports whether qualification q's possible time [EarliestAt, At] overlaps the
@@ -391,6 +417,43 @@ func (s *Sweeper) reconcile(ctx context.Context, b budget, sum *Summary) error {
 			case found:
 				sum.Reconciled++
 			}
+		}
+	}
+	return s.confirmCreatedLeads(ctx, b, sum)
+}
+
+// confirmCreatedLeads finishes the signups' create_lead intents whose lead the ledger already
+// holds: the signup stored the lead, then died before its confirm, and its later deliveries find
+// the lead and never come back to the intent. Those the ledger does not show are left to the
+// signup's next delivery, which reconciles them by searching RF.
+func (s *Sweeper) confirmCreatedLeads(ctx context.Context, b budget, sum *Summary) error {
+	pending, err := s.Ledger.PendingIntents(ctx, ledger.IntentCreateLead)
+	if err != nil {
+		return fmt.Errorf("pending %s intents: %w", ledger.IntentCreateLead, err)
+	}
+	for _, in := range pending {
+		if b.short() {
+			return nil
+		}
+		campaign, hash, ok := strings.Cut(in.Target, "#")
+		cid, err := strconv.ParseInt(campaign, 10, 64)
+		if !ok || err != nil || hash == "" {
+			s.logger().WarnContext(ctx, "sweep intent with an unreadable target", "kind", string(ledger.IntentCreateLead), "target", in.Target)
+			continue
+		}
+		leads, err := s.Ledger.LeadsByEmail(ctx, hash)
+		if err != nil {
+			return fmt.Errorf("leads of a pending signup: %w", err)
+		}
+		for _, l := range leads {
+			if l.CampaignID != cid {
+				continue
+			}
+			if _, err := s.Ledger.FinishIntent(ctx, ledger.IntentCreateLead, in.Target, ledger.IntentDone, ""); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+				return fmt.Errorf("confirm the signup of lead %d: %w", l.ID, err)
+			}
+			sum.Reconciled++
+			break
 		}
 	}
 	return nil

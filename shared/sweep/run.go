@@ -30,6 +30,7 @@ type Ledger interface {
 	BeginIntent(ctx context.Context, in ledger.Intent) (ledger.Intent, error)
 	BeginIntentIfStanding(ctx context.Context, in ledger.Intent, q ledger.QualificationRef) (ledger.Intent, error)
 	FinishIntent(ctx context.Context, kind ledger.IntentKind, target string, outcome ledger.IntentStatus, lastErr string) (ledger.Intent, error)
+	LeadsByEmail(ctx context.Context, emailHash string) ([]ledger.Lead, error)
 	TakeOverIntent(ctx context.Context, kind ledger.IntentKind, target string, seenAttempts int, staleBefore time.Time) (ledger.Intent, error)
 	PendingIntents(ctx context.Context, kind ledger.IntentKind) ([]ledger.Intent, error)
 	LogDecision(ctx context.Context, d ledger.Decision) error

@@ -344,3 +344,55 @@ func TestRequalifiedBeforeTheFirstSweep(t *testing.T) {
 		}
 	})
 }
+
+// Found by the reliability suite (reliability/, seed 169101451293640 at 200 events): Erin's
+// refund and won dispute both come before the sweep first sees Bob's $25 for her, and Fay, Bob's
+// other lead, qualified in between. Erin's reward takes her reversed qualification's slot and
+// moves on to her new one, which frees the old slot; Fay's reward, seen next in the same run,
+// must not take that freed slot (the oldest free one) and be canceled for Erin's refund: it
+// stands on Fay's own qualification, and both are issued after the hold.
+func TestMovedRewardsOldSlotIsNotTakenByAnotherLead(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		now := e.clock.Now()
+		q1, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: erin, ReferrerID: bob, At: now.Add(-3 * time.Minute),
+			Origin: ledger.OriginRefbridge})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.sim.Qualify(t, erin)
+		bobsForErin := oneNewDue(t, e.sim, "amount", bob, dollars25)
+		fay := e.sim.Lead(t, 1, "bObbYRef", "fay@example.com")
+		qf, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: int64(fay.ID), ReferrerID: bob, At: now.Add(-2 * time.Minute),
+			Origin: ledger.OriginRefbridge})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.sim.Qualify(t, fay.ID)
+		bobsForFay := oneNewDue(t, e.sim, "amount", bob, dollars25, bobsForErin)
+		if _, err := e.ledger.Reverse(ctx, q1.Ref(), now.Add(-90*time.Second), "refund"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.sim.Server.Qualify(rfsim.UserRef{ID: erin}, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.sim.Server.Qualify(rfsim.UserRef{ID: erin}, true); err != nil {
+			t.Fatal(err)
+		}
+		q2, err := e.ledger.Qualify(ctx, ledger.Qualification{LeadID: erin, ReferrerID: bob, At: now.Add(-time.Minute),
+			Origin: ledger.OriginRefbridge})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.run(t, "first sight", func(s Summary) bool { return s.Canceled == 0 })
+		matchedTo(t, e, bobsForErin, q2.Ref())
+		matchedTo(t, e, bobsForFay, qf.Ref())
+		e.clock.Advance(14*day + time.Minute)
+		e.run(t, "after the hold", func(s Summary) bool { return s.Canceled == 0 })
+		for _, id := range []int64{bobsForErin, bobsForFay} {
+			if st := statusIn(e, "amount", id); st != rf.StatusIssued {
+				t.Errorf("Bob's $25 %d: RF status %q, want issued (Erin and Fay both stand qualified)", id, st)
+			}
+		}
+	})
+}
