@@ -141,6 +141,7 @@ func measure(specPath string) (MemoryResult, error) {
 		return MemoryResult{}, err
 	}
 	res := MemoryResult{Events: spec.Events, Base: sample(0)}
+	// go test -cpuprofile profiles the benchmark's process, not this one; this does (go tool pprof).
 	if path := os.Getenv("REFBRIDGE_BENCH_MEMORY_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {

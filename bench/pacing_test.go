@@ -34,7 +34,7 @@ func BenchmarkSweepPacing(b *testing.B) {
 	}
 	for range b.N {
 		res := runPacing(b, n, window, limit)
-		b.ReportMetric(res.OfShare, "of-share")
+		b.ReportMetric(res.RunOfShare, "of-share")
 		b.ReportMetric(float64(res.RateLimited), "429s")
 		b.ReportMetric(res.IssuesPerSecond, "issues/s")
 		writeResult(b, "pacing", res)
@@ -105,7 +105,9 @@ func runPacing(b *testing.B, n int, window time.Duration, limit int) PacingResul
 	}
 	if res.RunSeconds > 0 {
 		res.CallsPerSecond = float64(res.RFCalls) / res.RunSeconds
+		res.RunOfShare = res.CallsPerSecond / (float64(share) / window.Seconds())
 	}
+	res.IntervalMS = float64(window.Milliseconds()) / float64(share-l.Burst)
 	for i := range all { // the calls are logged in order
 		j := i
 		for j < len(all) && all[j].Sub(all[i]) < window {

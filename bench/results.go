@@ -70,6 +70,11 @@ type PacingResult struct {
 	RunSeconds        float64 `json:"run_seconds"`
 	MaxCallsInAWindow int     `json:"max_calls_in_a_window"` // any sliding window of the simulator's length
 	Complete          bool    `json:"complete"`
+	// RunOfShare is CallsPerSecond over the share's rate: the pacing of the whole run, its
+	// start and the listing calls included.
+	RunOfShare float64 `json:"run_of_share"`
+	// IntervalMS is the bucket's spacing of tokens (window ÷ (share − burst), as ratelimit's).
+	IntervalMS float64 `json:"interval_ms"`
 }
 
 // FunctionStart is one function's figures.

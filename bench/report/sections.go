@@ -256,7 +256,7 @@ func (r *report) pacingSection(b *bytes.Buffer) {
 	p := r.pacing
 	if p == nil {
 		fmt.Fprintf(b, "Not run (it needs DynamoDB Local).\n\n")
-		r.add(target{section: "3", what: "issue rate ÷ configured share", missing: true})
+		r.add(target{section: "3", what: "RF calls ÷ configured share, whole run", missing: true})
 		r.add(target{section: "3", what: "RF 429s", missing: true})
 		return
 	}
@@ -267,14 +267,26 @@ func (r *report) pacingSection(b *bytes.Buffer) {
 		"DynamoDB Local's speed. `scripts/bench` builds the bootstraps meanwhile, at the lowest CPU priority (the sweep spends its minute "+
 		"waiting on the bucket, and on a fresh machine those builds are the run's slowest).\n\n",
 		p.DueRewards, p.Limit, p.Window, p.Share, p.Burst)
-	fmt.Fprintf(b, "| figure | value |\n|---|---|\n| issued | %d of %d (run complete: %v) |\n| RF calls (listing included) | %d |\n"+
-		"| issue rate, first issue to last (simulator's clock) | %s /s over %.1f s |\n| ÷ configured share (%d per %.0f s) | **%s** |\n"+
-		"| ÷ L (%d per %.0f s) | %s |\n| most calls in any %.0f-second window | %d (L = %d) |\n| 429s | **%d** |\n\n",
-		p.Issued, p.DueRewards, p.Complete, p.RFCalls, f2(p.IssuesPerSecond), p.IssueSeconds, p.Share, p.Window, f2(p.OfShare),
-		p.Limit, p.Window, f2(p.OfLimit), p.Window, p.MaxCallsInAWindow, p.Limit, p.RateLimited)
-	r.add(target{section: "3", what: "issue rate ÷ configured share", measured: f2(p.OfShare), limit: "≥ 0.9", met: p.OfShare >= 0.9,
-		gap: "The sweep issues slower than its share allows: each reward's own work (its DynamoDB requests, the RF call's latency) is longer " +
-			"than the bucket's interval. Issuing with a few workers in parallel, each through the same bucket, would fill the share."})
+	fmt.Fprintf(b, "| figure | value |\n|---|---|\n| issued | %d of %d (run complete: %v) |\n"+
+		"| RF calls, whole run (listing included) | %d over %.1f s: %s /s |\n| ÷ configured share (%d per %.0f s) | **%s** |\n"+
+		"| issue rate alone, first issue to last (simulator's clock) | %s /s over %.1f s: %s of the share |\n"+
+		"| RF calls ÷ L (%d per %.0f s) | %s |\n| most calls in any %.0f-second window | %d (L = %d) |\n| 429s | **%d** |\n\n",
+		p.Issued, p.DueRewards, p.Complete, p.RFCalls, p.RunSeconds, f2(p.CallsPerSecond), p.Share, p.Window, f2(p.RunOfShare),
+		f2(p.IssuesPerSecond), p.IssueSeconds, f2(p.OfShare), p.Limit, p.Window, f2(p.CallsPerSecond/(float64(p.Limit)/p.Window)),
+		p.Window, p.MaxCallsInAWindow, p.Limit, p.RateLimited)
+	fmt.Fprintf(b, "The pacing figure is every RF call the sweep made (the listing's included: they take tokens from the same share) "+
+		"over the whole run, its start included, as the sweep reports its duration. The bucket spaces tokens %.0f ms apart "+
+		"(window ÷ (share − burst), so that a full burst and the steady flow stay within the share in any window): %s of the share is "+
+		"the most it can give. Each call books the next free slot with one write and sleeps until it (`shared/ratelimit`), so a "+
+		"reward's own work shorter than the interval is hidden in the wait instead of added to it.\n\n",
+		p.IntervalMS, f2(float64(p.Share-p.Burst)/float64(p.Share)))
+	r.add(target{section: "3", what: "RF calls ÷ configured share, whole run", measured: f2(p.RunOfShare), limit: "≥ 0.9", met: p.RunOfShare >= 0.9,
+		gap: fmt.Sprintf("The sweep called RF slower than its share allows. The bucket books each call's slot before the sweep sleeps until it, "+
+			"so the schedule drifts only when a reward's own work (the bucket's write on DynamoDB Local, the RF call, the ledger) outlasts "+
+			"the interval (%.0f ms): the next booking then finds the bucket idle and the slot that passed is lost (the scaled run's burst is 1; "+
+			"in production the burst of 8 takes a second's worth back). On this shared machine that happens when other jobs hold the CPU. "+
+			"Plan: issue with two workers sharing the bucket, so that one's work overlaps the other's wait; the FIFO booking keeps "+
+			"them in turn and the limit is the bucket's, not the sweep's.", p.IntervalMS)})
 	r.add(target{section: "3", what: "RF 429s", measured: fmt.Sprint(p.RateLimited), limit: "0", met: p.RateLimited == 0,
 		gap: "The shared bucket let more calls through in one of RF's windows than RF allows: check the bucket's burst and interval."})
 }
