@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -20,31 +21,53 @@ import (
 )
 
 // BenchmarkSweepPacing lets one sweep issue N due rewards (no hold, nothing behind them, so
-// each costs one RF call) against the simulator enforcing RF's limit L per window, with
-// refbridge's share (RF_RATE_PER_MINUTE's default 500 of RF's 600, i.e. 5/6 of L) taken from
-// the shared token bucket in DynamoDB Local, as in Lambda. The window is scaled down from a
-// minute to a few seconds at RF's rate (100 per 10 s is 600 a minute), so a one-minute run
-// crosses several of the simulator's windows. The ledger is in memory: the figure is the
-// pacing, not DynamoDB Local's speed. It needs DynamoDB Local.
+// each costs one RF call) against the simulator enforcing RF's limit L, with refbridge's share
+// taken from the shared token bucket in DynamoDB Local exactly as wiring builds it for the
+// default RF_RATE_PER_MINUTE (500 a minute: a token every 122 ms, a burst of 8). The simulator
+// enforces RF's 600 a minute as 100 calls per 10-second window, six times stricter than a
+// minute's window (the bucket's burst and flow must fit in any 10 s), so a one-minute run
+// crosses several of its windows. The ledger is in memory and the simulator answers on
+// loopback: the figure is the pacing, not DynamoDB Local's speed. It needs DynamoDB Local.
 func BenchmarkSweepPacing(b *testing.B) {
-	window, limit, n := 10*time.Second, 100, size(480, 20)
-	if testing.Short() {
-		window = 2 * time.Second
-		limit = 20
-	}
+	benchPacing(b, "pacing", size(480, 20), 0)
+}
+
+// BenchmarkSweepPacingRFLatency is BenchmarkSweepPacing with every RF call answered
+// AssumedRFLatency later, as RF's own answers take: the sweep issues one reward at a time, so
+// its pacing falls when a call's latency outlasts the bucket's interval.
+func BenchmarkSweepPacingRFLatency(b *testing.B) {
+	benchPacing(b, "pacing-rf-latency", size(120, 10), AssumedRFLatency)
+}
+
+func benchPacing(b *testing.B, name string, n int, latency time.Duration) {
 	for range b.N {
-		res := runPacing(b, n, window, limit)
+		res := runPacing(b, n, 10*time.Second, 100, latency)
 		b.ReportMetric(res.RunOfShare, "of-share")
 		b.ReportMetric(float64(res.RateLimited), "429s")
 		b.ReportMetric(res.IssuesPerSecond, "issues/s")
-		writeResult(b, "pacing", res)
+		writeResult(b, name, res)
 		if res.Issued != n || !res.Complete {
 			b.Fatalf("issued %d of %d (complete %v)", res.Issued, n, res.Complete)
 		}
 	}
 }
 
-func runPacing(b *testing.B, n int, window time.Duration, limit int) PacingResult {
+// slowRoundTripper answers every request latency later.
+type slowRoundTripper struct {
+	latency time.Duration
+	next    http.RoundTripper
+}
+
+func (s slowRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	select {
+	case <-time.After(s.latency):
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	return s.next.RoundTrip(r)
+}
+
+func runPacing(b *testing.B, n int, window time.Duration, limit int, latency time.Duration) PacingResult {
 	b.StopTimer()
 	_, table := ddbtest.Table(b)
 	sim := rfsimtest.New(b, rfsim.WithRatePerMinute(limit), rfsim.WithRateWindow(window))
@@ -57,16 +80,19 @@ func runPacing(b *testing.B, n int, window time.Duration, limit int) PacingResul
 	}
 	sim.MustSeed(b, seed)
 
-	share := limit * 500 / 600
-	l := ratelimit.PerMinute(share) // the burst wiring gives RF_RATE_PER_MINUTE = share…
-	l.Per = window                  // …over the scaled window
+	const perMinute = 500               // RF_RATE_PER_MINUTE's default
+	l := ratelimit.PerMinute(perMinute) // as wiring builds the bucket
 	bucket, err := ratelimit.New(dynamodb.New(ddbtest.Client(b).Options(), countDynamoDB), table, "rf", l)
 	if err != nil {
 		b.Fatal(err)
 	}
+	rfOpts := []rf.Option{rf.WithLimiter(bucket)}
+	if latency > 0 {
+		rfOpts = append(rfOpts, rf.WithHTTPClient(&http.Client{Transport: slowRoundTripper{latency, http.DefaultTransport}}))
+	}
 	env := map[string]string{"RF_API_URL": sim.URL, "RF_API_TOKEN": sim.Token, "RF_CAMPAIGN_IDS": "1", "REWARD_HOLD_DAYS": "0"}
 	deps, err := wiring.Local(context.Background(), func(k string) string { return env[k] }, io.Discard,
-		config.Need{RFAPIToken: true}, wiring.WithRFOptions(rf.WithLimiter(bucket)))
+		config.Need{RFAPIToken: true}, wiring.WithRFOptions(rfOpts...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,8 +106,10 @@ func runPacing(b *testing.B, n int, window time.Duration, limit int) PacingResul
 		b.Fatalf("sweep: %v (%+v)", err, sum)
 	}
 
-	res := PacingResult{DueRewards: n, Window: window.Seconds(), Limit: limit, Share: share, Burst: l.Burst,
-		Issued: sum.Issued, Complete: sum.Complete, RunSeconds: float64(sum.DurationMS) / 1000}
+	share := float64(perMinute) / 60 // calls a second
+	res := PacingResult{DueRewards: n, Window: window.Seconds(), Limit: limit, SharePerMinute: perMinute, Burst: l.Burst,
+		RFLatencyMS: float64(latency.Milliseconds()),
+		Issued:      sum.Issued, Complete: sum.Complete, RunSeconds: float64(sum.DurationMS) / 1000}
 	var issues, all []time.Time
 	for _, c := range sim.Server.Calls() {
 		if !strings.HasPrefix(c.Path, "/api/v2/") {
@@ -100,14 +128,14 @@ func runPacing(b *testing.B, n int, window time.Duration, limit int) PacingResul
 		span := issues[len(issues)-1].Sub(issues[0])
 		res.IssueSeconds = span.Seconds()
 		res.IssuesPerSecond = float64(len(issues)-1) / span.Seconds()
-		res.OfShare = res.IssuesPerSecond / (float64(share) / window.Seconds())
+		res.OfShare = res.IssuesPerSecond / share
 		res.OfLimit = res.IssuesPerSecond / (float64(limit) / window.Seconds())
 	}
 	if res.RunSeconds > 0 {
 		res.CallsPerSecond = float64(res.RFCalls) / res.RunSeconds
-		res.RunOfShare = res.CallsPerSecond / (float64(share) / window.Seconds())
+		res.RunOfShare = res.CallsPerSecond / share
 	}
-	res.IntervalMS = float64(window.Milliseconds()) / float64(share-l.Burst)
+	res.IntervalMS = float64(l.Per.Milliseconds()) / float64(l.Events-l.Burst)
 	for i := range all { // the calls are logged in order
 		j := i
 		for j < len(all) && all[j].Sub(all[i]) < window {

@@ -54,10 +54,10 @@ type MixResult struct {
 type PacingResult struct {
 	DueRewards int     `json:"due_rewards"`
 	Window     float64 `json:"window_seconds"`
-	// Limit is RF's limit per window (the simulator's), Share refbridge's (RF_RATE_PER_MINUTE
-	// scaled to the window) and Burst the bucket's.
+	// Limit is RF's limit per window (the simulator's), SharePerMinute refbridge's
+	// (RF_RATE_PER_MINUTE) and Burst the bucket's.
 	Limit             int     `json:"limit"`
-	Share             int     `json:"share"`
+	SharePerMinute    int     `json:"share_per_minute"`
 	Burst             int     `json:"burst"`
 	Issued            int     `json:"issued"`
 	RFCalls           int     `json:"rf_calls"`
@@ -73,8 +73,10 @@ type PacingResult struct {
 	// RunOfShare is CallsPerSecond over the share's rate: the pacing of the whole run, its
 	// start and the listing calls included.
 	RunOfShare float64 `json:"run_of_share"`
-	// IntervalMS is the bucket's spacing of tokens (window ÷ (share − burst), as ratelimit's).
+	// IntervalMS is the bucket's spacing of tokens (a minute ÷ (share − burst), as ratelimit's).
 	IntervalMS float64 `json:"interval_ms"`
+	// RFLatencyMS is how much later than the simulator every RF call was answered (0: loopback).
+	RFLatencyMS float64 `json:"rf_latency_ms"`
 }
 
 // FunctionStart is one function's figures.

@@ -65,14 +65,16 @@ type report struct {
 	benches   map[string]result // by name, without the -GOMAXPROCS suffix
 	failed    []string          // packages or benchmarks that failed
 
-	mix       *bench.MixResult
-	pacing    *bench.PacingResult
-	cold      []bench.FunctionStart
-	memory    *bench.MemoryResult
-	burst     *bench.BurstResult
-	targets   []target
-	met       int
-	sectionsB bytes.Buffer
+	mix    *bench.MixResult
+	pacing *bench.PacingResult
+	// pacingLatency is the pacing with RF's latency added.
+	pacingLatency *bench.PacingResult
+	cold          []bench.FunctionStart
+	memory        *bench.MemoryResult
+	burst         *bench.BurstResult
+	targets       []target
+	met           int
+	sectionsB     bytes.Buffer
 }
 
 // target is one of the targets and how this run did.
@@ -121,6 +123,10 @@ func (r *report) read(files []string, commandsFile string) error {
 	}
 	if !load("pacing", r.pacing) {
 		r.pacing = nil
+	}
+	r.pacingLatency = &bench.PacingResult{}
+	if !load("pacing-rf-latency", r.pacingLatency) {
+		r.pacingLatency = nil
 	}
 	if !load("memory", r.memory) {
 		r.memory = nil
