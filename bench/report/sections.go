@@ -308,7 +308,8 @@ func gapPacingLatency(l *bench.PacingResult) string {
 The sweep issues due rewards one after another: the next reward's token is booked only once the previous reward's RF call has
 answered and its ledger writes are done. With RF answering in %.0f ms, longer than the bucket's interval (%.0f ms at the default 500 a
 minute), each reward takes at least a call's latency, and the share goes unused however the bucket is set; in AWS each reward's ledger
-requests (about 5 ms each) add to it. This is the sweep's own pacing, not the benchmark's: on loopback the simulator answers in about a
+requests add to it (ten for an issue, [docs/state.md](docs/state.md), at about 5 ms each), so a sweep in AWS would reach about 0.6
+of its share. This is the sweep's own pacing, not the benchmark's: on loopback the simulator answers in about a
 millisecond, which hides it.
 
 Plan: keep deciding in order (a reward is matched to the oldest free qualification slot, so the order matters) and overlap
