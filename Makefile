@@ -3,7 +3,7 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8081
 SEED     ?= shared/rfsim/demoseed.json
 
-.PHONY: run rfsim test fuzz soak soak-crash vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
+.PHONY: run rfsim test bench fuzz soak soak-crash vet fmt-check fmt build clean build-StripeWebhookFunction build-RfWebhookFunction build-RewardSweepFunction
 
 ## run: the demo: the Referral Factory simulator, refbridge in memory, signed sample events, the
 ## sweep, and the final state (no account anywhere)
@@ -16,14 +16,21 @@ rfsim:
 
 ## test: formatting, go vet and the whole suite with the race detector, against DynamoDB Local
 ## (installed from package-lock.json and started on loopback by scripts/dynamodb-local, then stopped);
-## then every log line the suite wrote is scanned for test secrets and unmasked emails, and every
-## fuzz target runs for FUZZ_CI_TIME
+## then every log line the suite wrote is scanned for test secrets and unmasked emails, every
+## fuzz target runs for FUZZ_CI_TIME, and every benchmark runs once at a tiny size (scripts/bench
+## -smoke) so none of them rots
 TESTLOGS ?= $(CURDIR)/.testlogs
 test: fmt-check vet
 	rm -rf $(TESTLOGS) && mkdir -p $(TESTLOGS)
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) scripts/dynamodb-local run $(GO) test -race -count=1 -timeout 20m ./...
 	REFBRIDGE_TEST_LOG_DIR=$(TESTLOGS) REFBRIDGE_SCAN_TEST_LOGS=1 $(GO) test -count=1 -run TestSuiteLogs ./shared/observe/logtest
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_CI_TIME)
+	GO=$(GO) scripts/bench -smoke
+
+## bench: every benchmark (handler CPU, remote calls and cost per event, sweep pacing, cold start
+## and size, memory, burst) against DynamoDB Local and the simulator; writes BENCHMARKS.md
+bench:
+	GO=$(GO) scripts/bench
 
 ## fuzz: every fuzz target, one after another, each for FUZZTIME (make fuzz FUZZTIME=10m). An input
 ## that fails is saved in the package's testdata/fuzz/<target>/: commit it, and plain go test

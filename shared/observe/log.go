@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -78,8 +79,11 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 
 // emailPattern finds addresses in free text (an RF error echoing a payload, say), in any script:
 // an ASCII-only pattern would leave "jörg@exämple.com" whole and "jörg@example.com" as
-// "jö" + a masked "r***@example.com".
-var emailPattern = regexp.MustCompile(`[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(\.[\p{L}\p{N}\-]+)+`)
+// "jö" + a masked "r***@example.com". Compiled at its first use, by a string holding an "@":
+// its Unicode classes cost a quarter of a millisecond, which a cold start need not pay.
+var emailPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(\.[\p{L}\p{N}\-]+)+`)
+})
 
 type redactor struct{ secrets *strings.Replacer }
 
@@ -102,7 +106,7 @@ func (r redactor) redact(s string) string {
 		s = r.secrets.Replace(s)
 	}
 	if strings.Contains(s, "@") {
-		s = emailPattern.ReplaceAllStringFunc(s, MaskEmail)
+		s = emailPattern().ReplaceAllStringFunc(s, MaskEmail)
 	}
 	return s
 }

@@ -7,7 +7,8 @@
 // UpdateItem that books the next free slot (up to Horizon ahead, and never past the caller's
 // deadline) and returns it; the caller sleeps until its slot, so waiters are served in turn.
 // A refusal returns the current tat (ALL_OLD), which says exactly how long to wait, so a busy
-// bucket costs no extra reads.
+// bucket costs no extra reads. Every write returns the tat it left (UPDATED_NEW) and the bucket
+// remembers the last one it saw, so an idle bucket is started in one write too.
 package ratelimit
 
 import (
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -68,6 +70,14 @@ type Bucket struct {
 	burst int64
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
+	// seen is the tat this process last read or wrote (epoch µs; 0: none yet). It only picks
+	// which conditional write to try first: a bucket idle when last seen usually still is (a
+	// webhook's calls are far apart, and the sweep's, when its own work outlasts the interval),
+	// so starting the queue at now takes the token in one request instead of a refused booking
+	// and then that one. The tat only grows, so a bucket busy when last seen is busy still and
+	// is booked directly. Both writes are conditional on the bucket as it is: a stale guess
+	// (another instance took tokens since) costs a request, never a token.
+	seen atomic.Int64
 }
 
 // Option configures a Bucket.
@@ -135,11 +145,23 @@ func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
 		if hasDeadline {
 			latest = min(latest, dl.UnixMicro())
 		}
+		if b.seen.Load() < nowUS {
+			// Idle when last seen (or never seen): start the queue at now. When that is
+			// refused, the bucket is busy after all (start recorded its tat): book behind it.
+			ok, err := b.start(ctx, nowUS)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if ok {
+				return now, nil
+			}
+		}
 		newTat, old, ok, err := b.book(ctx, nowUS, latest+ahead)
 		if err != nil {
 			return time.Time{}, err
 		}
 		if ok {
+			b.seen.Store(newTat)
 			slot := newTat - b.iv - ahead // this token's time: the booked tat less the burst
 			if slot <= nowUS {
 				return now, nil
@@ -150,11 +172,10 @@ func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
 			}
 			return at, nil
 		}
+		b.seen.Store(old)
 		if old < nowUS {
-			// Idle bucket (or none yet): start the queue at now.
-			_, ok, err := b.update(ctx,
-				expression.Set(expression.Name("tat"), expression.Value(nowUS+b.iv)),
-				expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(nowUS))))
+			// Idle bucket (or none yet), though not as last seen: start the queue at now.
+			ok, err := b.start(ctx, nowUS)
 			if err != nil {
 				return time.Time{}, err
 			}
@@ -172,6 +193,18 @@ func (b *Bucket) Reserve(ctx context.Context) (time.Time, error) {
 			return time.Time{}, err
 		}
 	}
+}
+
+// start takes a token from an idle bucket (or none yet), starting the queue at nowUS, and
+// reports whether it did; either way it records the bucket's tat as seen.
+func (b *Bucket) start(ctx context.Context, nowUS int64) (ok bool, err error) {
+	tat, ok, err := b.update(ctx,
+		expression.Set(expression.Name("tat"), expression.Value(nowUS+b.iv)),
+		expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(nowUS))))
+	if err == nil {
+		b.seen.Store(tat)
+	}
+	return ok, err
 }
 
 // book takes the next free slot of a busy bucket (tat ≥ now) if its tat stays ≤ maxTat: one
@@ -225,36 +258,41 @@ func tatOf(item map[string]types.AttributeValue) (int64, error) {
 func (b *Bucket) Penalize(ctx context.Context, d time.Duration) error {
 	until := b.now().Add(d)
 	tat := (until.UnixNano()+999)/1000 + (b.burst-1)*b.iv // rounded up: never a microsecond early
-	_, _, err := b.update(ctx, expression.Set(expression.Name("tat"), expression.Value(tat)),
+	current, _, err := b.update(ctx, expression.Set(expression.Name("tat"), expression.Value(tat)),
 		expression.AttributeNotExists(expression.Name("tat")).Or(expression.Name("tat").LessThan(expression.Value(tat))))
+	if err == nil {
+		b.seen.Store(current) // ours, or a longer penalty already there
+	}
 	return err
 }
 
-// update applies upd under cond. ok reports whether it applied; when it did not, old is the
-// bucket's current tat (0 when there is none).
-func (b *Bucket) update(ctx context.Context, upd expression.UpdateBuilder, cond expression.ConditionBuilder) (old int64, ok bool, err error) {
+// update applies upd under cond. ok reports whether it applied; tat is the bucket's tat after
+// the write when it did, its current one when it did not (0 when there is none).
+func (b *Bucket) update(ctx context.Context, upd expression.UpdateBuilder, cond expression.ConditionBuilder) (tat int64, ok bool, err error) {
 	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(cond).Build()
 	if err != nil {
 		return 0, false, fmt.Errorf("ratelimit: build expression: %w", err)
 	}
-	_, err = b.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	out, err := b.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(b.table),
 		Key:                                 b.key,
 		UpdateExpression:                    expr.Update(),
 		ConditionExpression:                 expr.Condition(),
 		ExpressionAttributeNames:            expr.Names(),
 		ExpressionAttributeValues:           expr.Values(),
+		ReturnValues:                        types.ReturnValueUpdatedNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
-		old, err := tatOf(ccf.Item)
-		return old, false, err
+		tat, err := tatOf(ccf.Item)
+		return tat, false, err
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("ratelimit: take token: %w", err)
 	}
-	return 0, true, nil
+	tat, err = tatOf(out.Attributes)
+	return tat, err == nil, err
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

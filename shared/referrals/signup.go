@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -91,9 +90,23 @@ const (
 	maxFirstName = 255
 )
 
-// plausibleCode is what a referral code may look like: RF's are 8 letters; custom ones are
-// allowed some room. client_reference_id accepts only these characters anyway.
-var plausibleCode = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// plausibleCode says whether code may be a referral code: 1 to 64 of A–Z, a–z, 0–9, _ and -
+// (RF's are 8 letters; custom ones are allowed some room; client_reference_id accepts only
+// these characters anyway). A loop, not a regexp: ^[A-Za-z0-9_-]{1,64}$ compiles to 64 copies
+// of the class at every cold start, a fifth of a millisecond.
+func plausibleCode(code string) bool {
+	if len(code) < 1 || len(code) > 64 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		switch c := code[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ErrInProgress means another delivery is creating the same lead right now (its attempt is not
 // confirmed yet, RF does not show the lead yet, and the attempt is too recent to be presumed
@@ -152,7 +165,7 @@ func (s *Service) Signup(ctx context.Context, su stripeevents.Signup) (Result, e
 	if su.CustomerID != "" {
 		inputs["customer"] = su.CustomerID
 	}
-	if !plausibleCode.MatchString(code) {
+	if !plausibleCode(code) {
 		// Metadata may hold anything (an email, a URL): it is not recorded, and not sent to RF
 		// as a path segment.
 		inputs["code"] = "(not a referral code)"

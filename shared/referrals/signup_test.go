@@ -415,3 +415,15 @@ func TestSameMailbox(t *testing.T) {
 		}
 	}
 }
+
+func TestPlausibleCode(t *testing.T) {
+	for code, want := range map[string]bool{
+		"eRiNlEad": true, "a": true, "A-b_9": true, strings.Repeat("x", 64): true,
+		"": false, strings.Repeat("x", 65): false, "erin@example.com": false, "has space": false,
+		"jörg": false, "a\n": false, "a.b": false, "%41": false,
+	} {
+		if got := plausibleCode(code); got != want {
+			t.Errorf("plausibleCode(%q) = %v, want %v", code, got, want)
+		}
+	}
+}

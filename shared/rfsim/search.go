@@ -277,6 +277,37 @@ func compare(a, b any) (int, bool) {
 	return strings.Compare(strings.ToLower(text(a)), strings.ToLower(text(b))), true
 }
 
+// maxSearchCache bounds searchCache: past it, the cache starts again empty.
+const maxSearchCache = 1 << 16
+
+// searchable is toMap for a search, which filters every user: the decoded object is kept by the
+// JSON it was decoded from, so a search decodes only the objects whose rendering changed since
+// the last one (decoding was nearly all of a search's time once a simulator held hundreds of
+// users). Same JSON, same object: the filters only read it.
+func (s *Server) searchable(v any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	key := string(b)
+	s.searchMu.Lock()
+	m, found := s.searchCache[key]
+	s.searchMu.Unlock()
+	if found {
+		return m
+	}
+	if err := decodeStrict(b, &m); err != nil {
+		return nil
+	}
+	s.searchMu.Lock()
+	if s.searchCache == nil || len(s.searchCache) >= maxSearchCache {
+		s.searchCache = map[string]map[string]any{}
+	}
+	s.searchCache[key] = m
+	s.searchMu.Unlock()
+	return m
+}
+
 // toMap renders a wire object as the generic JSON object that filters and webhooks read.
 func toMap(v any) map[string]any {
 	b, err := json.Marshal(v)

@@ -146,3 +146,37 @@ func TestCodeCaseLookupVersusSearch(t *testing.T) {
 		t.Fatalf("search by code in another case: %s", r.Body)
 	}
 }
+
+// A search sees a user as it is now: what searches keep between them (the decoded objects, by
+// their JSON) never outlives a change.
+func TestSearchSeesChangesSinceTheLastSearch(t *testing.T) {
+	s := demo(t)
+	qualified := map[string]any{"filters": group("AND", cond("qualified_at", "!=", nil))}
+	ids := func() []int {
+		t.Helper()
+		r := s.Do(t, "POST", "/users/search", qualified)
+		wantStatus(t, r, 200)
+		var p page[rfsim.User]
+		r.Decode(t, &p)
+		var out []int
+		for _, u := range p.Data {
+			out = append(out, u.ID)
+		}
+		return out
+	}
+	if got := ids(); !slices.Equal(got, []int{4}) {
+		t.Fatalf("before: %v", got)
+	}
+	if _, err := s.Server.Qualify(rfsim.UserRef{ID: 5}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); !slices.Equal(got, []int{4, 5}) {
+		t.Fatalf("after Erin qualified: %v", got)
+	}
+	if _, err := s.Server.Qualify(rfsim.UserRef{ID: 4}, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); !slices.Equal(got, []int{5}) {
+		t.Fatalf("after Dave unqualified: %v", got)
+	}
+}

@@ -55,6 +55,11 @@ type Server struct {
 	genCtx    context.Context
 	genCancel context.CancelFunc
 	closed    bool
+
+	// searchCache holds the objects searches filter, by the JSON they were decoded from
+	// (searchable); searchMu guards it apart from mu, since searches filter outside mu.
+	searchMu    sync.Mutex
+	searchCache map[string]map[string]any
 }
 
 // New returns a simulator with empty state; use Seed to load campaigns, rewards and users.

@@ -66,7 +66,7 @@ func (s *Server) list(rq *request, items []any, fields map[string]bool) *respons
 		if filter != nil {
 			kept := []any{}
 			for _, it := range items {
-				if filter.match(toMap(it)) {
+				if filter.match(s.searchable(it)) {
 					kept = append(kept, it)
 				}
 			}

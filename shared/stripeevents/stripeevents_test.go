@@ -50,6 +50,12 @@ func TestVerify(t *testing.T) {
 		{"no secrets", payload, sign(payload, secret, now), nil, ErrNoSecrets},
 		{"signed non-JSON", []byte("hello"), sign([]byte("hello"), secret, now), []string{secret}, ErrMalformed},
 		{"signed JSON that is no event", []byte(`{"a":1}`), sign([]byte(`{"a":1}`), secret, now), []string{secret}, ErrMalformed},
+		{"signed event with a null object", []byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":null}}`),
+			sign([]byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":null}}`), secret, now), []string{secret}, ErrMalformed},
+		{"signed event whose object is an array", []byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":[1,2]}}`),
+			sign([]byte(`{"id":"evt_1","type":"invoice.paid","data":{"object":[1,2]}}`), secret, now), []string{secret}, ErrMalformed},
+		{"signed event with a string for created", []byte(`{"id":"evt_1","type":"invoice.paid","created":"now","data":{"object":{}}}`),
+			sign([]byte(`{"id":"evt_1","type":"invoice.paid","created":"now","data":{"object":{}}}`), secret, now), []string{secret}, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -72,10 +73,9 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	if errors.Is(err, errUnhandled) {
 		return httpx.Outcome{Kind: httpx.Ignored, Reason: "event type " + ev.Type + " is not handled"}
 	}
-	if err != nil {
-		log.WarnContext(ctx, "stripe event malformed", "error", err.Error())
-		return httpx.Outcome{Kind: httpx.Invalid, Reason: "data.object does not match the event type"}
-	}
+	// The object is decoded inside the work: a redelivery (duplicate) is answered from the
+	// idempotency record without decoding it again. A malformed one releases the lock it took,
+	// so it leaves nothing behind.
 	res, err := h.Once.Do(ctx, "stripe#"+ev.ID, r.Body, func(ctx context.Context) ([]byte, error) {
 		out, err := decide(ctx)
 		if err != nil {
@@ -84,6 +84,9 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		return json.Marshal(stored{Outcome: string(out.Outcome), Reason: out.Reason})
 	})
 	switch {
+	case errors.Is(err, errMalformed):
+		log.WarnContext(ctx, "stripe event malformed", "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Invalid, Reason: "data.object does not match the event type"}
 	case errors.Is(err, idempotency.ErrInProgress):
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "the same event is being processed; retry later"}
 	case errors.Is(err, idempotency.ErrPayloadMismatch):
@@ -128,7 +131,11 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 	return httpx.Outcome{Kind: kind, Reason: s.Outcome + ": " + s.Reason}
 }
 
-var errUnhandled = errors.New("event type not handled")
+var (
+	errUnhandled = errors.New("event type not handled")
+	// errMalformed wraps a data.object that does not decode as its event type says.
+	errMalformed = errors.New("malformed data.object")
+)
 
 // notAttributed is the reason a signup carrying a referral code was not attributed
 // (existing_referrer, self_referral, unknown_referral_code, rf_refused, lead_gone,
@@ -142,46 +149,53 @@ func notAttributed(eventType string, s stored) string {
 	return ""
 }
 
-// decision decodes the event's object for its type (before any state is touched, so a malformed
-// body changes nothing) and returns the decision to run once.
+// decision returns the decision to run once for the event's type: it decodes the event's
+// object (a failure wraps errMalformed) and decides. errUnhandled for a type refbridge ignores.
 func (h *Handler) decision(ev stripeevents.Event) (func(context.Context) (referrals.Result, error), error) {
 	switch ev.Type {
 	case stripeevents.TypeInvoicePaid:
-		inv, err := stripeevents.DecodeInvoice(ev.Object)
-		return func(ctx context.Context) (referrals.Result, error) {
+		return decoded(ev, stripeevents.DecodeInvoice, func(ctx context.Context, inv stripeevents.Invoice) (referrals.Result, error) {
 			return h.Decisions.InvoicePaid(ctx, inv, ev.Created)
-		}, err
+		}), nil
 	case stripeevents.TypeChargeRefunded:
-		ch, err := stripeevents.DecodeCharge(ev.Object)
-		return func(ctx context.Context) (referrals.Result, error) {
+		return decoded(ev, stripeevents.DecodeCharge, func(ctx context.Context, ch stripeevents.Charge) (referrals.Result, error) {
 			return h.Decisions.ChargeRefunded(ctx, ch, ev.Created)
-		}, err
+		}), nil
 	case stripeevents.TypeDisputeCreated:
-		d, err := stripeevents.DecodeDispute(ev.Object)
-		return func(ctx context.Context) (referrals.Result, error) {
+		return decoded(ev, stripeevents.DecodeDispute, func(ctx context.Context, d stripeevents.Dispute) (referrals.Result, error) {
 			return h.Decisions.DisputeCreated(ctx, d, ev.Created)
-		}, err
+		}), nil
 	case stripeevents.TypeDisputeClosed:
-		d, err := stripeevents.DecodeDispute(ev.Object)
-		return func(ctx context.Context) (referrals.Result, error) {
+		return decoded(ev, stripeevents.DecodeDispute, func(ctx context.Context, d stripeevents.Dispute) (referrals.Result, error) {
 			return h.Decisions.DisputeClosed(ctx, d, ev.Created)
-		}, err
+		}), nil
 	case stripeevents.TypeCheckoutSessionComplete:
-		s, err := stripeevents.DecodeCheckoutSession(ev.Object)
-		return func(ctx context.Context) (referrals.Result, error) {
-			return h.Decisions.Signup(ctx, s)
-		}, err
+		return decoded(ev, stripeevents.DecodeCheckoutSession, h.Decisions.Signup), nil
 	case stripeevents.TypeCustomerCreated, stripeevents.TypeCustomerUpdated:
-		s, err := stripeevents.DecodeCustomer(ev.Object)
+		decode := stripeevents.DecodeCustomer
 		if ev.Type == stripeevents.TypeCustomerUpdated {
-			// An update that changed neither the email nor the code is not decided again.
-			s.Changes = stripeevents.ChangesOf(ev.PreviousAttributes)
+			decode = func(raw json.RawMessage) (stripeevents.Signup, error) {
+				s, err := stripeevents.DecodeCustomer(raw)
+				// An update that changed neither the email nor the code is not decided again.
+				s.Changes = stripeevents.ChangesOf(ev.PreviousAttributes)
+				return s, err
+			}
 		}
-		return func(ctx context.Context) (referrals.Result, error) {
-			return h.Decisions.Signup(ctx, s)
-		}, err
+		return decoded(ev, decode, h.Decisions.Signup), nil
 	}
 	return nil, errUnhandled
+}
+
+// decoded decodes the event's object with decode before deciding with decide.
+func decoded[T any](ev stripeevents.Event, decode func(json.RawMessage) (T, error),
+	decide func(context.Context, T) (referrals.Result, error)) func(context.Context) (referrals.Result, error) {
+	return func(ctx context.Context) (referrals.Result, error) {
+		v, err := decode(ev.Object)
+		if err != nil {
+			return referrals.Result{}, fmt.Errorf("%w: %w", errMalformed, err)
+		}
+		return decide(ctx, v)
+	}
 }
 
 // verifyReason says what was wrong without echoing anything the sender sent.

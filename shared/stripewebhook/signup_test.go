@@ -651,6 +651,11 @@ func TestSignupWithoutACodeOrAnEmailIsIgnored(t *testing.T) {
 		if status, a := call(t, e, signed(wrong)); status != 400 {
 			t.Fatalf("%d %+v", status, a)
 		}
+		// The object is decoded under the event's idempotency lock, which it releases: the
+		// redelivery is refused the same way, not held as in progress or replayed.
+		if status, a := call(t, e, signed(wrong)); status != 400 || a.Error != "data.object does not match the event type" {
+			t.Fatalf("redelivery: %d %+v", status, a)
+		}
 	})
 }
 

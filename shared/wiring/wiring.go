@@ -57,6 +57,8 @@ type Deps struct {
 
 	metrics *observe.Metrics // nil: none (local runs)
 	now     func() time.Time // the decisions' clock; nil: the real one
+	ddbOpts []func(*dynamodb.Options)
+	rfOpts  []rf.Option
 }
 
 // Option changes how Local builds.
@@ -66,6 +68,19 @@ type Option func(*Deps)
 // sightings, retry windows — so a demo can let days pass in seconds. Deadlines, signatures and
 // idempotency keep the real clock.
 func WithClock(now func() time.Time) Option { return func(d *Deps) { d.now = now } }
+
+// WithDynamoDBOptions adds options to the DynamoDB client, after refbridge's own: the
+// benchmarks count every request and its consumed capacity with a middleware.
+func WithDynamoDBOptions(opts ...func(*dynamodb.Options)) Option {
+	return func(d *Deps) { d.ddbOpts = append(d.ddbOpts, opts...) }
+}
+
+// WithRFOptions adds options to the Referral Factory client, after the configured ones, so
+// they win: the benchmarks observe every call, and replace the limiter to run faster than
+// RF_RATE_PER_MINUTE allows.
+func WithRFOptions(opts ...rf.Option) Option {
+	return func(d *Deps) { d.rfOpts = append(d.rfOpts, opts...) }
+}
 
 // Lambda builds the dependencies of the named function ("stripe-webhook", "rf-webhook",
 // "reward-sweep") from the environment, on the DynamoDB table STATE_TABLE names. Its JSON logs
@@ -124,7 +139,7 @@ func build(ctx context.Context, getenv func(string) string, need config.Need, re
 		if metrics != nil {
 			ddbOpts = append(ddbOpts, ddbMetrics(metrics))
 		}
-		db := dynamodb.NewFromConfig(aws, ddbOpts...)
+		db := dynamodb.NewFromConfig(aws, append(ddbOpts, d.ddbOpts...)...)
 		bucket, err := ratelimit.New(db, cfg.StateTable, "rf", ratelimit.PerMinute(cfg.RFRatePerMinute))
 		if err != nil {
 			return Deps{}, err
@@ -139,7 +154,7 @@ func build(ctx context.Context, getenv func(string) string, need config.Need, re
 		rfOpts = append(rfOpts, rf.WithRatePerMinute(cfg.RFRatePerMinute))
 		d.Ledger, d.Idempotency, d.Lease = ledger.NewMemory(ledgerOpts...), idempotency.NewMemory(), lease.NewMemory()
 	}
-	if d.RF, err = rf.New(cfg.RFAPIURL, cfg.RFAPIToken, rfOpts...); err != nil {
+	if d.RF, err = rf.New(cfg.RFAPIURL, cfg.RFAPIToken, append(rfOpts, d.rfOpts...)...); err != nil {
 		return Deps{}, err
 	}
 	d.Decisions = referrals.New(d.Ledger, d.RF, referrals.Settings{
