@@ -288,7 +288,15 @@ func (s *Service) reverseIfReversedMeanwhile(ctx context.Context, lead ledger.Le
 		return Result{}, err
 	}
 	if res.Outcome == Counted {
-		// A concurrent reversal got there first and finished it: the lead is not qualified.
+		// Nothing reversed here: a concurrent reversal got there first and finished it, or a
+		// payment raised the net back meanwhile. Rare enough to read which.
+		q, err := s.ledger.LatestQualification(ctx, lead.ID)
+		if err != nil {
+			return Result{}, fmt.Errorf("qualify lead %d: read the qualification again: %w", lead.ID, err)
+		}
+		if q.Standing() {
+			return out, nil
+		}
 		res.Outcome = Unqualified
 	}
 	res.Rule = out.Rule
