@@ -159,6 +159,14 @@ func (s *Service) qualifyIfDue(ctx context.Context, inv stripeevents.Invoice, pa
 	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return Result{}, fmt.Errorf("invoice %s: qualification of lead %d: %w", inv.ID, out.LeadID, err)
 	}
+	if out.Outcome == Duplicate && found {
+		// A redelivery of the payment whose qualification was in flight when a refund or
+		// dispute came (the attempt that recorded it died, or failed, before checking the net
+		// again): it checks now. A duplicate whose net meets the threshold costs nothing more.
+		if res, done, err := s.recheckRedelivered(ctx, *lead, latest, spend, subject, strings.ToLower(inv.Currency)); done || err != nil {
+			return res, err
+		}
+	}
 	if found && latest.Standing() {
 		if out.Reason == "" {
 			out.Reason = "lead already qualified"
@@ -252,7 +260,75 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 	}
 	out.Outcome, out.Reason = Qualified, "lead qualified"
 	s.decide(ctx, subject, "threshold", out, inputs)
-	return out, nil
+	return s.reverseIfReversedMeanwhile(ctx, lead, subject, inputs["currency"], out)
+}
+
+// reverseIfReversedMeanwhile checks the net paid amount again once a qualification is recorded.
+// A refund or dispute processed while it was in flight (after the net read that decided it,
+// before Qualify) applied its amount, then found no qualification to reverse. The reversal
+// writes the net before it reads the qualification, and this reads the net (strongly
+// consistent) after writing the qualification, so at least one of the two sees the other; when
+// both do, Reverse (conditional on the generation standing) and the unqualify intent let one
+// of them unqualify the lead, once. Only the path that just qualified pays this read.
+func (s *Service) reverseIfReversedMeanwhile(ctx context.Context, lead ledger.Lead, subject, currency string, out Result) (Result, error) {
+	if still, err := s.meetsAnyThreshold(ctx, lead.ID); err != nil {
+		return Result{}, fmt.Errorf("qualify lead %d: check the net again: %w", lead.ID, err)
+	} else if still != "" {
+		return out, nil
+	}
+	s.log.WarnContext(ctx, "net paid fell below the threshold while the qualification was in flight; reversing it",
+		"lead", lead.ID, "subject", subject, "metric", "reversed_in_flight")
+	res, err := s.reverseIfBelow(ctx, lead, currency, subject, "refund or dispute processed while the lead was being qualified")
+	if errors.Is(err, ledger.ErrNotFound) {
+		// Reverse refused: the refund or dispute reversed this generation since the read, and
+		// unqualifies the lead itself (its redelivery finishes it, should it die).
+		res, err = Result{Outcome: Unqualified, LeadID: lead.ID, Reason: "lead qualified, then reversed by a refund or dispute processed meanwhile"}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if res.Outcome == Counted {
+		// Nothing reversed here: a concurrent reversal got there first and finished it, or a
+		// payment raised the net back meanwhile. Rare enough to read which.
+		q, err := s.ledger.LatestQualification(ctx, lead.ID)
+		if err != nil {
+			return Result{}, fmt.Errorf("qualify lead %d: read the qualification again: %w", lead.ID, err)
+		}
+		if q.Standing() {
+			return out, nil
+		}
+		res.Outcome = Unqualified
+	}
+	res.Rule = out.Rule
+	return res, nil
+}
+
+// recheckRedelivered finishes, on a redelivery of a payment, the check its first delivery makes
+// after it records the qualification (reverseIfReversedMeanwhile), when that delivery may have
+// died (or failed) before it: the net paid amount is below every threshold, and latest is the
+// qualification this payment's subject made (its qualify intent's Ref), standing, or reversed
+// with its unqualify unfinished. done=false: nothing to do, and the payment goes on as any
+// duplicate (one back at the threshold qualifies the lead again). The net in hand is the one the
+// payment's count just read, so a duplicate above the threshold costs no request more; below
+// it, the intents are read.
+func (s *Service) recheckRedelivered(ctx context.Context, lead ledger.Lead, latest ledger.Qualification, spend *ledger.Spend, subject, currency string) (Result, bool, error) {
+	if s.meetsAnyOf(spend) {
+		return Result{}, false, nil
+	}
+	if !latest.Standing() {
+		if unfinished, err := s.reversalUnfinished(ctx, latest); err != nil || !unfinished {
+			return Result{}, false, err
+		}
+	}
+	in, err := s.ledger.IntentOf(ctx, ledger.IntentQualify, ledger.QualificationTarget(latest.LeadID, latest.Seq))
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && in.Ref != subject) {
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, false, fmt.Errorf("recheck lead %d: qualify intent: %w", lead.ID, err)
+	}
+	res, err := s.reverseIfReversedMeanwhile(ctx, lead, subject, currency, Result{Outcome: Duplicate, LeadID: lead.ID, Reason: "invoice already counted"})
+	return res, true, err
 }
 
 // qualifiedBetween is when RF made the qualification a done qualify intent guarded: no earlier

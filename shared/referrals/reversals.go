@@ -388,7 +388,7 @@ func (s *Service) backed(ctx context.Context, q ledger.Qualification) (issued, u
 // unqualify sets the lead pending in RF once for qualification seq: intent → call → confirm.
 func (s *Service) unqualify(ctx context.Context, leadID, seq int64, subject string) error {
 	target := ledger.QualificationTarget(leadID, seq)
-	_, err := s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentUnqualify, Target: target, Ref: subject})
+	in, err := s.ledger.BeginIntent(ctx, ledger.Intent{Kind: ledger.IntentUnqualify, Target: target, Ref: subject})
 	if errors.Is(err, ledger.ErrIntentPending) {
 		// An earlier attempt may have reached RF: read RF's state before calling again.
 		if done, rerr := s.rfQualified(ctx, leadID, false); rerr != nil {
@@ -398,12 +398,14 @@ func (s *Service) unqualify(ctx context.Context, leadID, seq int64, subject stri
 			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); ferr != nil {
 				return fmt.Errorf("unqualify lead %d: confirm intent: %w", leadID, ferr)
 			}
+		} else if err = s.takeOverUnqualify(ctx, leadID, target, in); err != nil {
+			return err
 		}
 	}
 	switch {
 	case errors.Is(err, ledger.ErrIntentDone):
 		return nil
-	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
+	case err != nil:
 		return fmt.Errorf("unqualify lead %d: intent: %w", leadID, err)
 	}
 	if _, err := s.rf.SetQualification(ctx, rf.UserRef{ID: leadID}, false); err != nil && !rf.IsNotFound(err) {
@@ -414,6 +416,34 @@ func (s *Service) unqualify(ctx context.Context, leadID, seq int64, subject stri
 	}
 	if _, err := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentDone, ""); err != nil {
 		return fmt.Errorf("unqualify lead %d: confirm intent: %w", leadID, err)
+	}
+	return nil
+}
+
+// ErrUnqualifyInProgress means another delivery is unqualifying the same lead right now (a
+// refund and the payment whose qualification it raced, or two reversals of one charge): its
+// attempt is younger than unqualifyStaleAfter and RF does not show it done yet. The caller
+// answers 503; the retry finds the reversal finished, or finishes one that died.
+var ErrUnqualifyInProgress = errors.New("another delivery is unqualifying the same lead; retry later")
+
+// unqualifyStaleAfter is how old a pending unqualify attempt must be before another delivery,
+// finding RF still qualified, presumes it died and calls RF itself: a live one is still on its
+// way there, and a second PUT would be a second effect of one reversal.
+const unqualifyStaleAfter = 3 * time.Minute
+
+// takeOverUnqualify decides, for a pending unqualify intent (in, as BeginIntent refused it)
+// whose lead RF still shows qualified, whether this delivery calls RF: only for an attempt old
+// enough to have died, and then for exactly one of the deliveries that find it so.
+func (s *Service) takeOverUnqualify(ctx context.Context, leadID int64, target string, in ledger.Intent) error {
+	stale := s.now().Add(-unqualifyStaleAfter)
+	if !in.PreviousAttemptAt.Before(stale) {
+		return fmt.Errorf("unqualify lead %d: attempt %d began at %s: %w", leadID, in.Attempts,
+			in.PreviousAttemptAt.UTC().Format(time.RFC3339), ErrUnqualifyInProgress)
+	}
+	if _, err := s.ledger.TakeOverIntent(ctx, ledger.IntentUnqualify, target, in.Attempts, stale); errors.Is(err, ledger.ErrConflict) {
+		return fmt.Errorf("unqualify lead %d: %w", leadID, ErrUnqualifyInProgress)
+	} else if err != nil {
+		return fmt.Errorf("unqualify lead %d: take over the unqualify intent: %w", leadID, err)
 	}
 	return nil
 }
@@ -467,12 +497,19 @@ func (s *Service) meetsAnyThreshold(ctx context.Context, leadID int64) (string, 
 	if err != nil {
 		return "", fmt.Errorf("spend of lead %d: %w", leadID, err)
 	}
+	return s.meetsIn(&sp), nil
+}
+
+// meetsAnyOf reports whether spend meets the threshold of any of its currencies.
+func (s *Service) meetsAnyOf(spend *ledger.Spend) bool { return s.meetsIn(spend) != "" }
+
+func (s *Service) meetsIn(sp *ledger.Spend) string {
 	for cur, net := range sp.Net {
 		if min, ok := s.set.Threshold.For(cur); ok && net >= min {
-			return cur, nil
+			return cur
 		}
 	}
-	return "", nil
+	return ""
 }
 
 // conflict answers a record that contradicts an earlier one (the same Stripe object counted for

@@ -95,6 +95,10 @@ func (h *Handler) Handle(ctx context.Context, r httpx.Request) httpx.Outcome {
 		// Expected when a customer's event and its checkout's arrive together: not an error.
 		log.InfoContext(ctx, "stripe event waits for another delivery creating the same lead", "error", err.Error())
 		return httpx.Outcome{Kind: httpx.Transient, Reason: "another delivery is creating the same lead; retry later"}
+	case errors.Is(err, referrals.ErrUnqualifyInProgress):
+		// Expected when a refund races its own payment's qualification: not an error.
+		log.InfoContext(ctx, "stripe event waits for another delivery unqualifying the same lead", "error", err.Error())
+		return httpx.Outcome{Kind: httpx.Transient, Reason: "another delivery is unqualifying the same lead; retry later"}
 	case errors.Is(err, referrals.ErrCancelPending):
 		// Expected when a renewal or a won dispute comes while the sweep cancels the lead's
 		// reward of its refund: not an error.
