@@ -398,7 +398,7 @@ func (s *Sweeper) act(ctx context.Context, a Action, m rf.Metric, d rf.DueReward
 	r, err := call(ctx, d.ID)
 	if err != nil {
 		if !rf.IsOutcomeUnknown(err) { // known not applied: a later run may try again
-			if _, ferr := s.Ledger.FinishIntent(ctx, kind, target, ledger.IntentFailed, err.Error()); ferr != nil {
+			if ferr := s.giveUp(ctx, kind, target, err.Error()); ferr != nil {
 				return 0, errors.Join(err, ferr)
 			}
 		}
@@ -449,13 +449,25 @@ func (s *Sweeper) abandonCancel(ctx context.Context, id int64, requalified bool,
 	if err != nil {
 		why = err.Error()
 	}
-	if _, ferr := s.Ledger.FinishIntent(ctx, ledger.IntentCancel, ledger.DueRewardTarget(id), ledger.IntentFailed, "not called: "+why); ferr != nil {
+	if ferr := s.giveUp(ctx, ledger.IntentCancel, ledger.DueRewardTarget(id), "not called: "+why); ferr != nil {
 		return 0, errors.Join(err, fmt.Errorf("cancel reward %d: give up: %w", id, ferr))
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cancel reward %d: %w", id, err)
 	}
 	return requalifying, nil
+}
+
+// giveUp finishes failed an attempt known not to have reached RF, so that the next run begins it
+// again at once. It writes even when the run's time has just run out: that is the commonest case
+// (the call was cut off waiting for a rate-limit token or a connection at the deadline), and an
+// intent left pending instead looks like a call that may still land, which no run takes over
+// before StaleAfter (16 minutes) has passed.
+func (s *Sweeper) giveUp(ctx context.Context, kind ledger.IntentKind, target, why string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmTimeout)
+	defer cancel()
+	_, err := s.Ledger.FinishIntent(ctx, kind, target, ledger.IntentFailed, why)
+	return err
 }
 
 // confirm records an effect RF applied: the reward settled, then the intent done. In that

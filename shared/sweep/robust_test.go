@@ -3,6 +3,7 @@ package sweep
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -177,4 +178,50 @@ func TestNoTokenBeforeTheDeadlineStopsTheRunCleanly(t *testing.T) {
 	if deadline, _ := ctx.Deadline(); time.Now().After(deadline) {
 		t.Fatalf("the run outlived its deadline")
 	}
+}
+
+// cutOffIssue is RF whose issue calls are cut off by the end of the run before anything is sent:
+// the invocation ends while the call waits for a rate-limit token, and the limiter gives up with
+// the context's error.
+type cutOffIssue struct {
+	RF
+	end context.CancelFunc
+}
+
+func (c cutOffIssue) IssueReward(ctx context.Context, id int64) (rf.IssuedReward, error) {
+	c.end()
+	<-ctx.Done()
+	return rf.IssuedReward{}, fmt.Errorf("POST /rewards/issue/%d: wait for rate limiter: %w", id, ctx.Err())
+}
+
+// An issue cut off by the end of the run before it was sent is recorded failed although the
+// run's context has ended: left pending, it would look like a call that may still land in RF, and
+// no run would try the reward again before StaleAfter (16 minutes) had passed. The next run, on
+// the same clock, issues it.
+func TestIssueCutOffBeforeItWasSentIsIssuedByTheNextRun(t *testing.T) {
+	both(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		ids := seedDue(t, e.sim, 1, 1, 0)
+		id := ids[0]
+		e.s.Rules.Hold = 0
+		real := e.s.RF
+		run, end := context.WithCancel(ctx)
+		defer end()
+		e.s.RF = cutOffIssue{RF: real, end: end}
+		sum, err := e.s.Run(run)
+		if err != nil || sum.Complete || sum.Issued != 0 || sum.Failed != 0 || issueCalls(e.sim, id) != 0 {
+			t.Fatalf("cut-off run: %+v %v", sum, err)
+		}
+		if in, err := e.ledger.IntentOf(ctx, ledger.IntentIssue, ledger.DueRewardTarget(id)); err != nil || in.Status != ledger.IntentFailed {
+			t.Fatalf("intent %+v %v: want failed, for the next run to begin again", in, err)
+		}
+		e.s.RF = real
+		sum, err = e.s.Run(ctx)
+		if err != nil || !sum.Complete || sum.Issued != 1 || sum.Waiting[ruleInProgress] != 0 || issueCalls(e.sim, id) != 1 {
+			t.Fatalf("next run: %+v %v, %d issue calls", sum, err, issueCalls(e.sim, id))
+		}
+		if rec, _ := e.ledger.DueRewardRecord(ctx, id); rec.State != ledger.RewardIssued {
+			t.Fatalf("not recorded: %+v", rec)
+		}
+	})
 }
