@@ -428,8 +428,10 @@ var ErrUnqualifyInProgress = errors.New("another delivery is unqualifying the sa
 
 // unqualifyStaleAfter is how old a pending unqualify attempt must be before another delivery,
 // finding RF still qualified, presumes it died and calls RF itself: a live one is still on its
-// way there, and a second PUT would be a second effect of one reversal.
-const unqualifyStaleAfter = 3 * time.Minute
+// way there, and a second PUT would be a second effect of one reversal. The webhooks' Lambda
+// timeout is 30 s (template.yaml), so an older attempt's invocation is dead, and 5 s more let a
+// call it sent land; a dead attempt blocks the retries no longer than that.
+const unqualifyStaleAfter = 35 * time.Second
 
 // takeOverUnqualify decides, for a pending unqualify intent (in, as BeginIntent refused it)
 // whose lead RF still shows qualified, whether this delivery calls RF: only for an attempt old
