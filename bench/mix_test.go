@@ -180,7 +180,7 @@ func (m *mix) pay(c *customer, class string, seq int, want string) {
 
 // refundOf adds a full refund of the customer's nth invoice's charge.
 func (m *mix) refundOf(c *customer, invoice int, class string, seq int) {
-	want := "ignored" // nobody's charge
+	want := "held" // nobody's charge yet: kept on the charge until a payment of it counts for a lead
 	if c.referred {
 		want = "" // unqualified, or counted when later payments keep the lead over the threshold
 	}
