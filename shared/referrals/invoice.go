@@ -236,8 +236,7 @@ func (s *Service) qualify(ctx context.Context, lead ledger.Lead, seq int64, subj
 	case err != nil && !errors.Is(err, ledger.ErrIntentPending):
 		return Result{}, fmt.Errorf("qualify lead %d: intent: %w", lead.ID, err)
 	default:
-		ref := rf.UserRef{ID: lead.ID}
-		if _, err := s.rf.SetQualification(ctx, ref, true); err != nil {
+		if _, err := s.setQualification(ctx, lead.ID, true); err != nil {
 			if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentQualify, target, ledger.IntentFailed, err.Error()); ferr != nil {
 				s.log.WarnContext(ctx, "could not record a failed qualification", "lead", lead.ID, "error", ferr.Error())
 			}

@@ -79,6 +79,10 @@ type Settings struct {
 	// SignupStaleAfter is how old an unconfirmed POST /users must be before a delivery that
 	// cannot find its lead in RF posts again (0: 3 minutes).
 	SignupStaleAfter time.Duration
+	// StateCallWithin bounds an attempt's PUT /users/qualification, retries and rate-limit wait
+	// included (0: 30 s, the webhooks' Lambda timeout). A pending unqualify attempt is taken over
+	// only once 5 s older than that.
+	StateCallWithin time.Duration
 }
 
 // Service makes the decisions.

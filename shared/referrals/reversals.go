@@ -408,7 +408,7 @@ func (s *Service) unqualify(ctx context.Context, leadID, seq int64, subject stri
 	case err != nil:
 		return fmt.Errorf("unqualify lead %d: intent: %w", leadID, err)
 	}
-	if _, err := s.rf.SetQualification(ctx, rf.UserRef{ID: leadID}, false); err != nil && !rf.IsNotFound(err) {
+	if _, err := s.setQualification(ctx, leadID, false); err != nil && !rf.IsNotFound(err) {
 		if _, ferr := s.ledger.FinishIntent(ctx, ledger.IntentUnqualify, target, ledger.IntentFailed, err.Error()); ferr != nil {
 			s.log.WarnContext(ctx, "could not record a failed unqualification", "lead", leadID, "error", ferr.Error())
 		}
@@ -426,18 +426,38 @@ func (s *Service) unqualify(ctx context.Context, leadID, seq int64, subject stri
 // answers 503; the retry finds the reversal finished, or finishes one that died.
 var ErrUnqualifyInProgress = errors.New("another delivery is unqualifying the same lead; retry later")
 
+// defaultStateCallWithin bounds an attempt's PUT /users/qualification, its retries and its wait
+// for a rate-limit token included, whichever function runs it (a webhook, whose Lambda timeout
+// is 30 s, or the sweep's unmatched retry, whose timeout may be 15 minutes): no attempt sends
+// the call later than this after it began (Settings.StateCallWithin).
+const defaultStateCallWithin = 30 * time.Second
+
+func (s *Service) stateCallWithin() time.Duration {
+	if s.set.StateCallWithin > 0 {
+		return s.set.StateCallWithin
+	}
+	return defaultStateCallWithin
+}
+
 // unqualifyStaleAfter is how old a pending unqualify attempt must be before another delivery,
 // finding RF still qualified, presumes it died and calls RF itself: a live one is still on its
-// way there, and a second PUT would be a second effect of one reversal. The webhooks' Lambda
-// timeout is 30 s (template.yaml), so an older attempt's invocation is dead, and 5 s more let a
-// call it sent land; a dead attempt blocks the retries no longer than that.
-const unqualifyStaleAfter = 35 * time.Second
+// way there, and a second PUT would be a second effect of one reversal. An attempt sends its
+// call within stateCallWithin of its begin, and 5 s more let a call it sent land; so a dead
+// attempt blocks the retries no longer than that, and a live one is never taken over.
+func (s *Service) unqualifyStaleAfter() time.Duration { return s.stateCallWithin() + 5*time.Second }
+
+// setQualification sets the lead's qualified state in RF within stateCallWithin.
+func (s *Service) setQualification(ctx context.Context, leadID int64, qualified bool) (rf.User, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.stateCallWithin())
+	defer cancel()
+	return s.rf.SetQualification(ctx, rf.UserRef{ID: leadID}, qualified)
+}
 
 // takeOverUnqualify decides, for a pending unqualify intent (in, as BeginIntent refused it)
 // whose lead RF still shows qualified, whether this delivery calls RF: only for an attempt old
 // enough to have died, and then for exactly one of the deliveries that find it so.
 func (s *Service) takeOverUnqualify(ctx context.Context, leadID int64, target string, in ledger.Intent) error {
-	stale := s.now().Add(-unqualifyStaleAfter)
+	stale := s.now().Add(-s.unqualifyStaleAfter())
 	if !in.PreviousAttemptAt.Before(stale) {
 		return fmt.Errorf("unqualify lead %d: attempt %d began at %s: %w", leadID, in.Attempts,
 			in.PreviousAttemptAt.UTC().Format(time.RFC3339), ErrUnqualifyInProgress)

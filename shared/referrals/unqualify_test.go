@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/refbridge/refbridge/shared/ledger"
+	"github.com/refbridge/refbridge/shared/rfsim"
 	"github.com/refbridge/refbridge/shared/rfsim/rfsimtest"
 )
 
@@ -49,7 +50,7 @@ func TestPendingUnqualifyIsNotCalledTwice(t *testing.T) {
 		if _, down := qualificationPuts(f.sim, erinID); down != 0 {
 			t.Fatalf("%d unqualify PUTs while another attempt is in flight", down)
 		}
-		f.clock.Advance(unqualifyStaleAfter + time.Minute)
+		f.clock.Advance(f.svc.unqualifyStaleAfter() + time.Minute)
 		if err := f.svc.unqualify(ctx, erinID, 1, "charge#this"); err != nil {
 			t.Fatal(err)
 		}
@@ -58,6 +59,34 @@ func TestPendingUnqualifyIsNotCalledTwice(t *testing.T) {
 		}
 		if in, err := f.ledger.IntentOf(ctx, ledger.IntentUnqualify, target); err != nil || in.Status != ledger.IntentDone {
 			t.Fatalf("intent %+v %v", in, err)
+		}
+	})
+}
+
+// An attempt sends its PUT /users/qualification within StateCallWithin of its begin, whatever
+// deadline its caller has (the sweep's unmatched retry may have minutes): so a pending unqualify
+// older than that (and the 5 s for a call to land) is dead, and taking it over never makes a
+// second call land after the first. A call RF does not answer in time fails the attempt.
+func TestQualificationCallIsBoundedWhateverTheCallersDeadline(t *testing.T) {
+	set := settings()
+	set.StateCallWithin = 300 * time.Millisecond
+	stores(t, set, func(t *testing.T, f fixture) {
+		f.sim.Qualify(t, erinID)
+		if _, err := f.sim.Server.AddFault(rfsim.Fault{Match: "PUT /api/v2/users/qualification", Latency: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // longer than the bound, as a sweep's
+		defer cancel()
+		err := f.svc.unqualify(ctx, erinID, 1, "charge#slow")
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("unqualify returned %v with the caller's context %v: want its own bound to end the call", err, ctx.Err())
+		}
+		in, err := f.ledger.IntentOf(ctx, ledger.IntentUnqualify, ledger.QualificationTarget(erinID, 1))
+		if err != nil || in.Status != ledger.IntentFailed {
+			t.Fatalf("intent %+v %v, want failed", in, err)
+		}
+		if got := f.svc.unqualifyStaleAfter(); got != set.StateCallWithin+5*time.Second {
+			t.Fatalf("stale after %s, want the call's bound and 5 s", got)
 		}
 	})
 }
