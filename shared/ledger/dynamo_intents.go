@@ -59,11 +59,7 @@ func (d *Dynamo) beginQualify(ctx context.Context, in Intent, prev Qualification
 			return Intent{}, fmt.Errorf("%s: %w", what, err)
 		}
 		if old, failed := failedAt(reasons, intentAt); failed && len(old) > 0 {
-			cur, derr := decodeItem(old, intentItem.intent)
-			if derr != nil {
-				return Intent{}, fmt.Errorf("%s: %w", what, derr)
-			}
-			return beginRefused(cur)
+			return refusedBegin(what, old)
 		}
 		if old, failed := failedAt(reasons, prevAt); failed && len(old) > 0 {
 			q, derr := decodeQual(old)
@@ -136,19 +132,12 @@ func (d *Dynamo) BeginIntentIfStanding(ctx context.Context, in Intent, ref Quali
 			return Intent{}, fmt.Errorf("%s: %w", what, err)
 		}
 		if old, failed := failedAt(reasons, intentAt); failed && len(old) > 0 {
-			cur, derr := decodeItem(old, intentItem.intent)
-			if derr != nil {
-				return Intent{}, fmt.Errorf("%s: %w", what, derr)
-			}
-			return beginRefused(cur)
+			return refusedBegin(what, old)
 		}
 		if old, failed := failedAt(reasons, qualAt); failed {
-			if len(old) == 0 {
-				return Intent{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
-			}
-			q, derr := decodeQual(old)
-			if derr != nil {
-				return Intent{}, fmt.Errorf("%s: %w", what, derr)
+			q, err := refusedQual(what, old)
+			if err != nil {
+				return Intent{}, err
 			}
 			return Intent{}, reversedBefore(what, q)
 		}
@@ -188,11 +177,7 @@ func (d *Dynamo) BeginCancelIfNewest(ctx context.Context, in Intent, ref Qualifi
 			return Intent{}, fmt.Errorf("%s: %w", what, err)
 		}
 		if old, failed := failedAt(reasons, intentAt); failed && len(old) > 0 {
-			cur, derr := decodeItem(old, intentItem.intent)
-			if derr != nil {
-				return Intent{}, fmt.Errorf("%s: %w", what, derr)
-			}
-			return beginRefused(cur)
+			return refusedBegin(what, old)
 		}
 		if old, failed := failedAt(reasons, qualAt); failed {
 			if len(old) == 0 {
@@ -391,4 +376,27 @@ func (d *Dynamo) PendingIntents(ctx context.Context, kind IntentKind) ([]Intent,
 		}
 	}
 	return out, nil
+}
+
+// refusedBegin answers a begin whose intent condition failed, from the intent as it is (ALL_OLD),
+// as BeginIntent does.
+func refusedBegin(what string, old map[string]types.AttributeValue) (Intent, error) {
+	cur, err := decodeItem(old, intentItem.intent)
+	if err != nil {
+		return Intent{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return beginRefused(cur)
+}
+
+// refusedQual decodes the qualification whose condition failed a begin (ALL_OLD): ErrNotFound
+// when there is none.
+func refusedQual(what string, old map[string]types.AttributeValue) (Qualification, error) {
+	if len(old) == 0 {
+		return Qualification{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+	}
+	q, err := decodeQual(old)
+	if err != nil {
+		return Qualification{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return q, nil
 }

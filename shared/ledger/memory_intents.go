@@ -46,12 +46,9 @@ func (m *Memory) BeginCancelIfNewest(ctx context.Context, in Intent, ref Qualifi
 	defer m.mu.Unlock()
 	k := intentID{in.Kind, in.Target}
 	prev, existed := m.intents[k]
-	if existed && prev.Status != IntentFailed {
-		return beginRefused(prev)
-	}
-	q := m.qualByRef(ref)
-	if q == nil {
-		return Intent{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+	refused, q, err := m.beginnableOn(what, prev, existed, ref)
+	if err != nil {
+		return refused, err
 	}
 	if q.Standing() {
 		return Intent{}, cancelOnStanding(what)
@@ -86,12 +83,9 @@ func (m *Memory) BeginIntentIfStanding(ctx context.Context, in Intent, ref Quali
 	defer m.mu.Unlock()
 	k := intentID{in.Kind, in.Target}
 	prev, existed := m.intents[k]
-	if existed && prev.Status != IntentFailed {
-		return beginRefused(prev)
-	}
-	q := m.qualByRef(ref)
-	if q == nil {
-		return Intent{}, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+	refused, q, err := m.beginnableOn(what, prev, existed, ref)
+	if err != nil {
+		return refused, err
 	}
 	if !q.Standing() {
 		return Intent{}, reversedBefore(what, *q)
@@ -194,4 +188,19 @@ func (m *Memory) PendingIntents(ctx context.Context, kind IntentKind) ([]Intent,
 		return cmp.Compare(a.Target, b.Target)
 	})
 	return out, nil
+}
+
+// beginnableOn checks, under the lock, what every conditional begin checks first: the intent is
+// new or failed (else BeginIntent's refusal, with the intent as it is), and ref's qualification
+// exists. It returns the qualification.
+func (m *Memory) beginnableOn(what string, prev Intent, existed bool, ref QualificationRef) (Intent, *Qualification, error) {
+	if existed && prev.Status != IntentFailed {
+		refused, err := beginRefused(prev)
+		return refused, nil, err
+	}
+	q := m.qualByRef(ref)
+	if q == nil {
+		return Intent{}, nil, fmt.Errorf("%s: qualification: %w", what, ErrNotFound)
+	}
+	return Intent{}, q, nil
 }
