@@ -47,21 +47,25 @@ var (
 	hold14Cancel = sweep.Rules{Hold: 14 * 24 * time.Hour}
 )
 
-// flows is the crash matrix: every flow that changes RF, every step boundary of it. docs/
+// flows is the crash matrix: every flow that changes RF, every step boundary of it.
 // docs/reliability.md reproduces this table.
+// qualifyBoundaries are the step boundaries of a flow that qualifies a lead (a first payment,
+// a won dispute): intent → RF call → confirm → the ledger's qualification.
+var qualifyBoundaries = []boundary{
+	afterLock,
+	{name: "after the qualify intent, before the RF call", hook: hook{op: "begin", kind: ledger.IntentQualify}},
+	{name: "in PUT /users/qualification: applied by RF, answer lost", hook: hook{op: "rf", call: "PUT /users/qualification"}},
+	{name: "after RF's answer, before the intent is confirmed", hook: hook{op: "finish", before: true, kind: ledger.IntentQualify}},
+	{name: "after the confirm, before the ledger's qualification", hook: hook{op: "qualify", before: true}},
+	beforeDone,
+}
+
 var flows = []flow{
 	{
-		name:  "invoice.paid → qualify",
-		event: evInvoicePaid,
-		check: checkQualified(1),
-		boundaries: []boundary{
-			afterLock,
-			{name: "after the qualify intent, before the RF call", hook: hook{op: "begin", kind: ledger.IntentQualify}},
-			{name: "in PUT /users/qualification: applied by RF, answer lost", hook: hook{op: "rf", call: "PUT /users/qualification"}},
-			{name: "after RF's answer, before the intent is confirmed", hook: hook{op: "finish", before: true, kind: ledger.IntentQualify}},
-			{name: "after the confirm, before the ledger's qualification", hook: hook{op: "qualify", before: true}},
-			beforeDone,
-		},
+		name:       "invoice.paid → qualify",
+		event:      evInvoicePaid,
+		check:      checkQualified(1),
+		boundaries: qualifyBoundaries,
 	},
 	{
 		name:  "charge.refunded → unqualify",
@@ -84,15 +88,8 @@ var flows = []flow{
 			mustDeliver(t, w, evInvoicePaid, "processed")
 			mustDeliver(t, w, evDisputeCreated, "processed")
 		},
-		check: checkQualified(2),
-		boundaries: []boundary{
-			afterLock,
-			{name: "after the qualify intent, before the RF call", hook: hook{op: "begin", kind: ledger.IntentQualify}},
-			{name: "in PUT /users/qualification: applied by RF, answer lost", hook: hook{op: "rf", call: "PUT /users/qualification"}},
-			{name: "after RF's answer, before the intent is confirmed", hook: hook{op: "finish", before: true, kind: ledger.IntentQualify}},
-			{name: "after the confirm, before the ledger's qualification", hook: hook{op: "qualify", before: true}},
-			beforeDone,
-		},
+		check:      checkQualified(2),
+		boundaries: qualifyBoundaries,
 	},
 	{
 		name:  "checkout.session.completed → create lead",
@@ -386,7 +383,7 @@ func erinQualifiedInRF(t *testing.T, w *world) bool {
 	return u.QualifiedAt != nil
 }
 
-func intentDone(t *testing.T, w *world, kind ledger.IntentKind, target string, b boundary) {
+func intentDone(t *testing.T, w *world, kind ledger.IntentKind, target string) {
 	t.Helper()
 	in, err := w.ledger.IntentOf(context.Background(), kind, target)
 	if err != nil || in.Status != ledger.IntentDone {
@@ -394,7 +391,7 @@ func intentDone(t *testing.T, w *world, kind ledger.IntentKind, target string, b
 	}
 }
 
-func noPendingIntents(t *testing.T, w *world, b boundary) {
+func noPendingIntents(t *testing.T, w *world) {
 	t.Helper()
 	for _, k := range []ledger.IntentKind{ledger.IntentQualify, ledger.IntentUnqualify, ledger.IntentIssue, ledger.IntentCancel, ledger.IntentCreateLead} {
 		p, err := w.ledger.PendingIntents(context.Background(), k)
@@ -418,12 +415,12 @@ func checkQualified(seq int64) func(t *testing.T, w *world, since int, b boundar
 		if !erinQualifiedInRF(t, w) {
 			t.Fatal("Erin is not qualified in RF")
 		}
-		intentDone(t, w, ledger.IntentQualify, ledger.QualificationTarget(erinID, seq), b)
+		intentDone(t, w, ledger.IntentQualify, ledger.QualificationTarget(erinID, seq))
 		q, err := w.ledger.StandingQualification(context.Background(), erinID)
 		if err != nil || q.Seq != seq {
 			t.Fatalf("standing qualification %+v %v, want seq %d", q, err, seq)
 		}
-		noPendingIntents(t, w, b)
+		noPendingIntents(t, w)
 	}
 }
 
@@ -440,12 +437,12 @@ func checkUnqualified(t *testing.T, w *world, since int, b boundary) {
 	if erinQualifiedInRF(t, w) {
 		t.Fatal("Erin is still qualified in RF")
 	}
-	intentDone(t, w, ledger.IntentUnqualify, ledger.QualificationTarget(erinID, 1), b)
+	intentDone(t, w, ledger.IntentUnqualify, ledger.QualificationTarget(erinID, 1))
 	q, err := w.ledger.LatestQualification(context.Background(), erinID)
 	if err != nil || q.Standing() || q.Seq != 1 {
 		t.Fatalf("latest qualification %+v %v, want seq 1 reversed", q, err)
 	}
-	noPendingIntents(t, w, b)
+	noPendingIntents(t, w)
 }
 
 // checkSignup: one POST /users applied, Fay one lead of Alice's in RF and in the ledger (mapped
@@ -479,8 +476,8 @@ func checkSignup(t *testing.T, w *world, since int, b boundary) {
 	if _, err := w.proc(t, nil).sweeper(t, sweep.Rules{Hold: 14 * 24 * time.Hour}).Run(ctx); err != nil {
 		t.Fatalf("sweep after the signup: %v", err)
 	}
-	intentDone(t, w, ledger.IntentCreateLead, ledger.LeadCreationTarget(signupCampaign, hash), b)
-	noPendingIntents(t, w, b)
+	intentDone(t, w, ledger.IntentCreateLead, ledger.LeadCreationTarget(signupCampaign, hash))
+	noPendingIntents(t, w)
 }
 
 // checkSettled: the sweep's targets — Bob's reward to issue, or Bob's reward and Erin's coupon to
@@ -520,7 +517,7 @@ func checkSettled(kind ledger.IntentKind) func(t *testing.T, w *world, since int
 			if err != nil || rec.State != state {
 				t.Fatalf("reward %s in the ledger: %+v %v, want %s", id, rec, err, state)
 			}
-			intentDone(t, w, kind, id, b)
+			intentDone(t, w, kind, id)
 		}
 		if kind == ledger.IntentCancel {
 			// The cancels are over: Erin may be qualified again (BeginCancelIfNewest's mark is gone).
@@ -533,6 +530,6 @@ func checkSettled(kind ledger.IntentKind) func(t *testing.T, w *world, since int
 				t.Fatalf("rewards counted issued to Bob this month: %d %v, want 1", n, err)
 			}
 		}
-		noPendingIntents(t, w, b)
+		noPendingIntents(t, w)
 	}
 }
