@@ -75,12 +75,17 @@ func (d *Dynamo) beginQualify(ctx context.Context, in Intent, prev Qualification
 
 // readBegun reads back an intent a transaction just began (a transaction returns no values).
 func (d *Dynamo) readBegun(ctx context.Context, what string, in Intent) (Intent, error) {
-	av, found, err := d.get(ctx, intentKey(in.Kind, in.Target))
+	return d.readBack(ctx, what+": begun", in.Kind, in.Target)
+}
+
+// readBack reads an intent just written: one consistent GetItem.
+func (d *Dynamo) readBack(ctx context.Context, what string, kind IntentKind, target string) (Intent, error) {
+	av, found, err := d.get(ctx, intentKey(kind, target))
 	if err == nil && !found {
 		err = ErrNotFound // deleted by hand since
 	}
 	if err != nil {
-		return Intent{}, fmt.Errorf("%s: begun, read back: %w", what, err)
+		return Intent{}, fmt.Errorf("%s, read back: %w", what, err)
 	}
 	it, err := decodeItem(av, intentItem.intent)
 	if err != nil {
@@ -318,18 +323,7 @@ func (d *Dynamo) finishCancel(ctx context.Context, cur Intent, upd expression.Up
 		}
 		return Intent{}, fmt.Errorf("%s: %w", what, err)
 	}
-	av, found, err := d.get(ctx, intentKey(cur.Kind, cur.Target))
-	if err == nil && !found {
-		err = ErrNotFound // deleted by hand since
-	}
-	if err != nil {
-		return Intent{}, fmt.Errorf("%s: finished, read back: %w", what, err)
-	}
-	it, err := decodeItem(av, intentItem.intent)
-	if err != nil {
-		return Intent{}, fmt.Errorf("%s: %w", what, err)
-	}
-	return it, nil
+	return d.readBack(ctx, what+": finished", cur.Kind, cur.Target)
 }
 
 // IntentOf implements Store: one consistent GetItem.

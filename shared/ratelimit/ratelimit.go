@@ -211,33 +211,12 @@ func (b *Bucket) start(ctx context.Context, nowUS int64) (ok bool, err error) {
 // conditional UpdateItem that returns the new tat, or the current one when it refused.
 func (b *Bucket) book(ctx context.Context, nowUS, maxTat int64) (newTat, old int64, ok bool, err error) {
 	tat := expression.Name("tat")
-	expr, err := expression.NewBuilder().
-		WithUpdate(expression.Set(tat, tat.Plus(expression.Value(b.iv)))).
-		WithCondition(tat.GreaterThanEqual(expression.Value(nowUS)).And(tat.LessThanEqual(expression.Value(maxTat)))).
-		Build()
-	if err != nil {
-		return 0, 0, false, fmt.Errorf("ratelimit: build expression: %w", err)
+	got, ok, err := b.update(ctx, expression.Set(tat, tat.Plus(expression.Value(b.iv))),
+		tat.GreaterThanEqual(expression.Value(nowUS)).And(tat.LessThanEqual(expression.Value(maxTat))))
+	if !ok {
+		return 0, got, false, err
 	}
-	out, err := b.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                           aws.String(b.table),
-		Key:                                 b.key,
-		UpdateExpression:                    expr.Update(),
-		ConditionExpression:                 expr.Condition(),
-		ExpressionAttributeNames:            expr.Names(),
-		ExpressionAttributeValues:           expr.Values(),
-		ReturnValues:                        types.ReturnValueUpdatedNew,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
-		old, err := tatOf(ccf.Item)
-		return 0, old, false, err
-	}
-	if err != nil {
-		return 0, 0, false, fmt.Errorf("ratelimit: take token: %w", err)
-	}
-	newTat, err = tatOf(out.Attributes)
-	return newTat, 0, err == nil, err
+	return got, 0, true, err
 }
 
 // tatOf reads the tat attribute (0 when absent).
